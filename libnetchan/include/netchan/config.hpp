@@ -1,0 +1,77 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/error.hpp>
+#include <caf/timespan.hpp>
+
+namespace netchan {
+
+/// Registers netchan's message types and error category with a CAF
+/// configuration. `netchan::config` does this itself; call it only for an
+/// `actor_system_config` of your own (for example one on CAF's
+/// test_coordinator, which must stay free of the network modules).
+void add_netchan_types(caf::actor_system_config& cfg);
+
+/// The configuration of every netchan program: CAF's own options, the
+/// middleman and OpenSSL modules (loaded in the order CAF 0.17 requires), and
+/// the `[netchan]` section. Read it with `load`, which type-checks every key
+/// netchan relies on, where CAF 0.17 silently ignores a value of the wrong
+/// type.
+class config : public caf::actor_system_config {
+public:
+  /// The file read when the command line names none.
+  static constexpr const char* default_file = "caf-application.conf";
+
+  config();
+
+  /// Parses `argv` and the configuration file: `--config-file=FILE` if given
+  /// (it must exist), else `caf-application.conf` in the working directory if
+  /// present, else the built-in defaults (the shipped caf-application.conf).
+  /// Refuses, with `errc::invalid_config` naming the key or file, a file that
+  /// does not parse, an unknown `netchan.*` key, or a value of the wrong type
+  /// for any key netchan relies on.
+  [[nodiscard]] caf::error load(int argc, char** argv);
+
+  /// As above, with the arguments after the program name.
+  [[nodiscard]] caf::error load(std::vector<std::string> args);
+
+  /// Where the configuration came from: a file name, or "built-in defaults".
+  const std::string& source() const noexcept {
+    return source_;
+  }
+
+  /// The text of the shipped caf-application.conf, compiled in.
+  static const char* builtin_defaults() noexcept;
+
+  // -- the [netchan] section (bound to the options of the same name) ---------
+
+  /// Name of this node in logs and listings.
+  std::string node_name = "node";
+  /// `host:port` this node listens on; empty: does not listen.
+  std::string listen;
+  /// Allows running without certificates (loopback only).
+  bool insecure = false;
+  /// Largest serialized value accepted, in bytes.
+  size_t max_message_size = 16u * 1024u * 1024u;
+  /// Capacity of channels created without one.
+  size_t default_capacity = 1;
+  /// Backstop timeout of every request to another node.
+  caf::timespan request_timeout = std::chrono::seconds{10};
+  /// How long connecting to a node may take.
+  caf::timespan connect_timeout = std::chrono::seconds{5};
+  /// How long operations wait for a broken link to heal.
+  caf::timespan resume_timeout = std::chrono::seconds{30};
+  /// `host:port` of nodes to dial at start.
+  std::vector<std::string> peers;
+
+private:
+  caf::error validate(const caf::settings& raw, const std::string& file) const;
+
+  std::string source_;
+};
+
+} // namespace netchan

@@ -1,0 +1,150 @@
+#pragma once
+
+// The non-template core behind sender<T>, receiver<T> and lease<T>: every
+// handle serializes T at the edge and hands bytes to this code, compiled once
+// in libnetchan. @private
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/timespan.hpp>
+
+#include "netchan/envelope.hpp"
+#include "netchan/stats.hpp"
+
+namespace netchan::detail {
+
+/// What a handle asks its endpoint actor to do.
+enum class op_kind : uint8_t { put, get, commit, release, close, len, stats };
+
+/// No deadline.
+constexpr caf::timespan no_deadline = caf::timespan::max();
+
+/// One operation, as sent by a handle to its endpoint actor.
+struct op_request {
+  op_kind kind = op_kind::put;
+  /// put: the value (its payload and type; the endpoint stamps the rest).
+  envelope value;
+  /// put/get: false for try_send/try_receive (never waits).
+  bool may_park = true;
+  /// put/get: withdraw the operation after this long.
+  caf::timespan timeout = no_deadline;
+  /// get: keep the value leased until commit (receive_lease).
+  bool lease = false;
+  /// commit/release: which lease.
+  uint64_t lease_id = 0;
+};
+
+/// The endpoint's answer.
+struct op_result {
+  caf::error err;
+  /// get: the value.
+  envelope value;
+  /// get with lease: the lease to commit or release.
+  uint64_t lease_id = 0;
+  /// len: the count.
+  uint64_t count = 0;
+  /// stats: the counters.
+  channel_stats stats;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, op_request& x) {
+  return f(caf::meta::type_name("netchan::op_request"), x.kind, x.value,
+           x.may_park, x.timeout, x.lease, x.lease_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, op_result& x) {
+  return f(caf::meta::type_name("netchan::op_result"), x.err, x.value,
+           x.lease_id, x.count, x.stats);
+}
+
+class channel_owner;
+
+/// The endpoint actor of one handle family (a handle and its copies) and
+/// what keeps it and its channel alive. Thread-safe.
+class endpoint {
+public:
+  endpoint(caf::actor_system& sys, caf::actor channel,
+           std::shared_ptr<channel_owner> owner, std::string type_name,
+           size_t capacity, size_t max_message_size);
+
+  ~endpoint();
+
+  endpoint(const endpoint&) = delete;
+  endpoint& operator=(const endpoint&) = delete;
+
+  /// Runs `req` and blocks the calling thread until its verdict. Never call
+  /// this from inside an actor: use the actor API, which never blocks.
+  op_result call(op_request req) const;
+
+  /// Runs `req` without waiting for its verdict (a lease's destructor).
+  void post(op_request req) const;
+
+  /// The endpoint actor, for the actor API (`request(actor(), ...)`).
+  const caf::actor& actor() const noexcept {
+    return actor_;
+  }
+
+  caf::actor_system& system() const noexcept {
+    return *sys_;
+  }
+
+  const std::string& type_name() const noexcept {
+    return type_name_;
+  }
+
+  size_t capacity() const noexcept {
+    return capacity_;
+  }
+
+  size_t max_message_size() const noexcept {
+    return max_message_size_;
+  }
+
+private:
+  caf::actor_system* sys_;
+  caf::actor actor_;
+  std::shared_ptr<channel_owner> owner_;
+  std::string type_name_;
+  size_t capacity_;
+  size_t max_message_size_;
+};
+
+using endpoint_ptr = std::shared_ptr<const endpoint>;
+
+/// Owns the channel actor of an anonymous channel: stops it when the last
+/// handle is gone.
+class channel_owner {
+public:
+  explicit channel_owner(caf::actor channel) : channel_(std::move(channel)) {
+  }
+
+  ~channel_owner();
+
+  const caf::actor& channel() const noexcept {
+    return channel_;
+  }
+
+private:
+  caf::actor channel_;
+};
+
+/// Creates an anonymous channel and the endpoints of its first sender and
+/// receiver. Fails with `errc::invalid_argument` for an unusable type name.
+/// A capacity of `default_capacity` means `netchan.default-capacity`.
+caf::expected<std::pair<endpoint_ptr, endpoint_ptr>>
+make_local_channel(caf::actor_system& sys, std::string type_name,
+                   size_t capacity, std::string name);
+
+/// Stands for "the configured default" where a capacity is expected.
+constexpr size_t default_capacity = static_cast<size_t>(-1);
+
+} // namespace netchan::detail

@@ -1,0 +1,72 @@
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+#include "netchan/detail/endpoint.hpp"
+#include "netchan/stats.hpp"
+
+namespace netchan::detail {
+
+/// What senders and receivers share, compiled once. @private
+class handle_base {
+public:
+  /// Closes the channel, as Go's `close(ch)`. A second close reports
+  /// `errc::closed`.
+  [[nodiscard]] caf::error close() const;
+
+  /// Number of values in the channel's buffer (`len(ch)`), asked of its owner.
+  [[nodiscard]] caf::expected<size_t> len() const;
+
+  /// Capacity of the channel (`cap(ch)`); 0 for a rendezvous channel.
+  size_t cap() const noexcept;
+
+  /// The owner's counters for this channel.
+  [[nodiscard]] caf::expected<channel_stats> stats() const;
+
+  /// Whether this handle refers to a channel.
+  explicit operator bool() const noexcept {
+    return ep_ != nullptr;
+  }
+
+  /// @private
+  const endpoint_ptr& endpoint_ref() const noexcept {
+    return ep_;
+  }
+
+  /// Builds the request of a put, checking size limits at the edge. @private
+  caf::expected<op_request> make_put(std::vector<char>&& payload,
+                                     bool may_park,
+                                     caf::timespan timeout) const;
+
+protected:
+  handle_base() = default;
+
+  explicit handle_base(endpoint_ptr ep) : ep_(std::move(ep)) {
+  }
+
+  /// Sends serialized bytes; the caller keeps its value whatever happens.
+  caf::error put(std::vector<char>&& payload, bool may_park,
+                 caf::timespan timeout) const;
+
+  /// Receives bytes; `would_block` comes back as an error for try calls.
+  op_result get(bool may_park, caf::timespan timeout, bool lease) const;
+
+  caf::error empty_handle() const;
+
+  endpoint_ptr ep_;
+};
+
+/// Settles a lease: commits it (done with) or releases it (re-queued for
+/// another receiver). @private
+[[nodiscard]] caf::error settle_lease(const endpoint& ep, uint64_t lease_id,
+                                      bool commit);
+
+/// Releases a lease without waiting (a lease destroyed unsettled). @private
+void abandon_lease(const endpoint& ep, uint64_t lease_id) noexcept;
+
+} // namespace netchan::detail

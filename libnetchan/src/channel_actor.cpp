@@ -1,0 +1,508 @@
+// The channel actor: netchan's counterpart of the Go runtime's hchan
+// (runtime/chan.go). One actor owns one channel: its buffer, its waiting
+// senders and receivers, and the values handed out but not yet acknowledged.
+//
+// Invariant, restored by every handler before it returns:
+//
+//     counted buffered + reserved + counted leases <= capacity
+//
+// A value handed to a receiver stays *leased* until the receiver commits it;
+// if the receiver dies or releases it first, it goes back to the head of the
+// queue flagged `redelivered`. Capacity 0 has no slots: a send is matched
+// with a receive directly, and the sender is released when the receiver has
+// *taken* the value (two-phase hand-off), so a receiver that dies in between
+// costs nothing: the sender is parked again at the head.
+
+#include "channel_actor.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <set>
+#include <optional>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include "netchan/envelope.hpp"
+#include "netchan/errc.hpp"
+#include "netchan/stats.hpp"
+#include "protocol.hpp"
+
+namespace netchan::detail {
+
+namespace {
+
+/// A sender waiting for a slot or a receiver.
+struct parked_put {
+  caf::actor_addr from;
+  uint64_t op = 0;
+  envelope value;
+  caf::response_promise rp;
+  bool is_try = false;
+};
+
+/// A receiver waiting for a value.
+struct parked_get {
+  caf::actor_addr from;
+  uint64_t op = 0;
+  caf::response_promise rp;
+};
+
+/// A value in the buffer. `counted` is false only for a capacity-0 value
+/// re-queued after its receiver died: it owes a delivery, not a slot.
+struct slot {
+  envelope value;
+  bool counted = true;
+};
+
+/// A value handed to a receiver and not yet committed.
+struct lease {
+  caf::actor_addr holder;
+  envelope value;
+  bool counted = true;
+  bool taken = false;
+  /// Capacity 0: the sender, released when the receiver takes the value.
+  std::optional<parked_put> sender;
+  /// The sender withdrew (or was closed) while the value was in flight:
+  /// if the value comes back, it goes back to the sender with this error.
+  caf::error sender_gave_up;
+};
+
+class channel_actor : public caf::event_based_actor {
+public:
+  channel_actor(caf::actor_config& cfg, channel_spec spec)
+    : caf::event_based_actor(cfg), spec_(std::move(spec)) {
+    set_down_handler([this](caf::down_msg& msg) { on_down(msg.source); });
+  }
+
+  const char* name() const override {
+    return "netchan.channel";
+  }
+
+  caf::behavior make_behavior() override {
+    return {
+      [this](put_atom, uint64_t op, envelope& value, uint8_t mode) {
+        put(op, std::move(value), static_cast<put_mode>(mode));
+      },
+      [this](get_atom, uint64_t op, bool may_park) { get(op, may_park); },
+      [this](take_atom, uint64_t id) { take(id); },
+      [this](ack_atom, uint64_t id) { static_cast<void>(settle(id, false)); },
+      [this](commit_atom, uint64_t id) -> caf::result<ok_atom> {
+        return settle(id, false);
+      },
+      [this](release_atom, uint64_t id) -> caf::result<ok_atom> {
+        return settle(id, true);
+      },
+      [this](withdraw_atom, uint64_t op) { withdraw(op); },
+      [this](close_atom) -> caf::result<ok_atom> { return close(); },
+      [this](len_atom) { return static_cast<uint64_t>(buffer_.size()); },
+      [this](stats_atom) { return stats(); },
+      [this](reserve_atom, uint64_t want) { return reserve(want); },
+      [this](unreserve_atom, uint64_t n) { unreserve(n); },
+    };
+  }
+
+  void on_exit() override {
+    // CAF 0.17 has no broken-promise error: answer everyone still waiting.
+    auto gone = make_error(errc::peer_down, "channel '" + spec_.name
+                                              + "' was shut down by its owner");
+    for (auto& p : puts_)
+      p.rp.deliver(gone);
+    for (auto& g : gets_)
+      g.rp.deliver(gone);
+    for (auto& [id, l] : leases_)
+      if (l.sender)
+        l.sender->rp.deliver(make_error(
+          errc::outcome_unknown,
+          "channel '" + spec_.name
+            + "' was shut down after a receiver was handed the value and "
+              "before it confirmed it: the value may have been delivered"));
+    puts_.clear();
+    gets_.clear();
+    leases_.clear();
+    counted_leased_ = 0;
+  }
+
+private:
+  // -- operations (one per message, as in runtime/chan.go) -------------------
+
+  void put(uint64_t op, envelope value, put_mode mode) {
+    auto rp = make_response_promise();
+    watch(who());
+    if (auto err = admit(value)) {
+      ++stats_.returned;
+      rp.deliver(std::move(err));
+      return;
+    }
+    if (mode == put_mode::reserved) {
+      auto i = reservations_.find(who());
+      if (i == reservations_.end() || i->second == 0) {
+        rp.deliver(make_error(errc::invalid_argument,
+                              "a reserved send arrived without credit"));
+        return;
+      }
+      --i->second;
+      --reserved_;
+    }
+    if (is_duplicate(value)) {
+      ++stats_.duplicates;
+      rp.deliver(ok_atom::value);
+      return;
+    }
+    parked_put p{who(), op, std::move(value), std::move(rp),
+                 mode == put_mode::try_once};
+    if (mode == put_mode::reserved) {
+      // The slot was ours already: it moves from reserved to buffered.
+      accept(p);
+      push(std::move(p.value), true);
+      p.rp.deliver(ok_atom::value);
+    } else if (spec_.capacity == 0 && !gets_.empty()) {
+      accept(p);
+      auto value = p.value; // the sender keeps its copy until taken
+      hand_over(pop_get(), std::move(value), false, std::move(p));
+    } else if (spec_.capacity > 0 && free_slots() > 0) {
+      accept(p);
+      push(std::move(p.value), true);
+      p.rp.deliver(ok_atom::value);
+    } else if (p.is_try) {
+      p.rp.deliver(make_error(errc::would_block));
+    } else {
+      puts_.emplace_back(std::move(p));
+    }
+    dispatch();
+  }
+
+  void get(uint64_t op, bool may_park) {
+    auto rp = make_response_promise();
+    watch(who());
+    parked_get g{who(), op, std::move(rp)};
+    if (!buffer_.empty()) {
+      auto s = pop_front();
+      hand_over(std::move(g), std::move(s.value), s.counted, std::nullopt);
+      dispatch();
+    } else if (spec_.capacity == 0 && !puts_.empty()) {
+      auto p = std::move(puts_.front());
+      puts_.pop_front();
+      accept(p);
+      auto value = p.value;
+      hand_over(std::move(g), std::move(value), false, std::move(p));
+    } else if (closed_ && leases_.empty()) {
+      g.rp.deliver(closed_error());
+    } else if (!may_park) {
+      g.rp.deliver(make_error(errc::would_block));
+    } else {
+      gets_.emplace_back(std::move(g));
+    }
+  }
+
+  /// The receiver has the value: a capacity-0 sender is released now, in the
+  /// same step that records the hand-off.
+  void take(uint64_t id) {
+    auto i = leases_.find(id);
+    if (i == leases_.end() || i->second.taken)
+      return;
+    auto& l = i->second;
+    l.taken = true;
+    if (l.sender) {
+      l.sender->rp.deliver(ok_atom::value);
+      l.sender.reset();
+    }
+  }
+
+  /// Ends a lease: committed (done with) or released (re-queued).
+  caf::result<ok_atom> settle(uint64_t id, bool requeue) {
+    auto i = leases_.find(id);
+    if (i == leases_.end())
+      return make_error(errc::lease_settled,
+                        "lease " + std::to_string(id) + " of channel '"
+                          + spec_.name + "' was already committed or released");
+    if (requeue) {
+      give_back(i);
+    } else {
+      take(id);
+      ++stats_.received;
+      erase_lease(i);
+    }
+    dispatch();
+    return ok_atom::value;
+  }
+
+  /// Cancels a parked operation of the current sender. The verdict goes to
+  /// the original request: withdrawn (timeout) if it was still waiting;
+  /// nothing if it already completed.
+  void withdraw(uint64_t op) {
+    auto from = who();
+    for (auto i = puts_.begin(); i != puts_.end(); ++i)
+      if (i->from == from && i->op == op) {
+        ++stats_.returned;
+        i->rp.deliver(timeout_error());
+        puts_.erase(i);
+        dispatch();
+        return;
+      }
+    for (auto i = gets_.begin(); i != gets_.end(); ++i)
+      if (i->from == from && i->op == op) {
+        i->rp.deliver(timeout_error());
+        gets_.erase(i);
+        return;
+      }
+    // A capacity-0 value in flight to a receiver: delivered if taken; if it
+    // comes back untaken, it returns to its sender instead of waiting again.
+    for (auto& [id, l] : leases_)
+      if (l.sender && l.sender->from == from && l.sender->op == op)
+        l.sender_gave_up = timeout_error();
+  }
+
+  caf::result<ok_atom> close() {
+    if (closed_)
+      return closed_error("channel '" + spec_.name + "' is already closed");
+    closed_ = true;
+    for (auto& p : puts_) {
+      ++stats_.returned;
+      p.rp.deliver(closed_error());
+    }
+    puts_.clear();
+    for (auto& [id, l] : leases_)
+      if (l.sender)
+        l.sender_gave_up = closed_error();
+    reserved_ = 0;
+    reservations_.clear();
+    dispatch();
+    return ok_atom::value;
+  }
+
+  uint64_t reserve(uint64_t want) {
+    watch(who());
+    if (closed_ || spec_.capacity == 0)
+      return 0;
+    auto granted = std::min<uint64_t>(want, free_slots());
+    reservations_[who()] += granted;
+    reserved_ += granted;
+    return granted;
+  }
+
+  void unreserve(uint64_t n) {
+    auto i = reservations_.find(who());
+    if (i == reservations_.end())
+      return;
+    n = std::min<uint64_t>(n, i->second);
+    i->second -= n;
+    reserved_ -= n;
+    dispatch();
+  }
+
+  channel_stats stats() const {
+    auto result = stats_;
+    result.buffered = buffer_.size();
+    result.leased = leases_.size();
+    result.reserved = reserved_;
+    result.parked_senders = puts_.size();
+    result.parked_receivers = gets_.size();
+    result.capacity = spec_.capacity;
+    return result;
+  }
+
+  // -- helpers ---------------------------------------------------------------
+
+  /// Hands `value` to the waiting receiver `g` as a new lease.
+  void hand_over(parked_get g, envelope value, bool counted,
+                 std::optional<parked_put> sender) {
+    auto id = next_lease_++;
+    auto copy = value;
+    counted_leased_ += counted ? 1 : 0;
+    leases_.emplace(id, lease{g.from, std::move(value), counted, false,
+                              std::move(sender), caf::error{}});
+    g.rp.deliver(id, std::move(copy));
+  }
+
+  /// Moves values to where they can go: buffered values to waiting
+  /// receivers, waiting senders into free slots; and wakes receivers of a
+  /// closed channel once nothing can arrive any more.
+  void dispatch() {
+    while (!gets_.empty() && !buffer_.empty()) {
+      auto s = pop_front();
+      hand_over(pop_get(), std::move(s.value), s.counted, std::nullopt);
+    }
+    if (spec_.capacity == 0) {
+      while (!gets_.empty() && !puts_.empty()) {
+        auto p = std::move(puts_.front());
+        puts_.pop_front();
+        accept(p);
+        auto value = p.value;
+        hand_over(pop_get(), std::move(value), false, std::move(p));
+      }
+    } else {
+      while (!puts_.empty() && free_slots() > 0) {
+        auto p = std::move(puts_.front());
+        puts_.pop_front();
+        accept(p);
+        p.rp.deliver(ok_atom::value);
+        if (!gets_.empty())
+          hand_over(pop_get(), std::move(p.value), true, std::nullopt);
+        else
+          push(std::move(p.value), true);
+      }
+    }
+    if (closed_ && buffer_.empty() && leases_.empty()) {
+      for (auto& g : gets_)
+        g.rp.deliver(closed_error());
+      gets_.clear();
+    }
+  }
+
+  /// Puts a leased value back: to its capacity-0 sender if it never reached
+  /// the receiver, else to the head of the queue, flagged redelivered.
+  void give_back(std::map<uint64_t, lease>::iterator i) {
+    auto l = std::move(i->second);
+    erase_lease(i);
+    if (l.sender) {
+      if (l.sender_gave_up || l.sender->is_try) {
+        ++stats_.returned;
+        --stats_.sent;
+        l.sender->rp.deliver(l.sender_gave_up ? l.sender_gave_up
+                                              : make_error(errc::would_block));
+      } else {
+        --stats_.sent;
+        l.sender->value.redelivered = true;
+        puts_.emplace_front(std::move(*l.sender));
+      }
+      return;
+    }
+    ++stats_.requeued;
+    l.value.redelivered = true;
+    counted_buffered_ += l.counted ? 1 : 0;
+    buffer_.push_front(slot{std::move(l.value), l.counted});
+  }
+
+  /// A party we talk to exited: its parked operations go, its leases come
+  /// back, its credit returns.
+  void on_down(const caf::actor_addr& gone) {
+    watched_.erase(gone);
+    auto from_gone = [&](auto& x) { return x.from == gone; };
+    puts_.erase(std::remove_if(puts_.begin(), puts_.end(), from_gone),
+                puts_.end());
+    gets_.erase(std::remove_if(gets_.begin(), gets_.end(), from_gone),
+                gets_.end());
+    for (auto i = leases_.begin(); i != leases_.end();) {
+      auto next = std::next(i);
+      if (i->second.holder == gone)
+        give_back(i);
+      i = next;
+    }
+    if (auto r = reservations_.find(gone); r != reservations_.end()) {
+      reserved_ -= r->second;
+      reservations_.erase(r);
+    }
+    dispatch();
+  }
+
+  caf::error admit(const envelope& value) const {
+    if (closed_)
+      return closed_error();
+    if (value.type_name != spec_.type_name)
+      return make_error(errc::type_mismatch,
+                        "channel '" + spec_.name + "' carries "
+                          + spec_.type_name + ", but a value of type "
+                          + value.type_name + " was sent to it");
+    if (value.payload.size() > spec_.max_message_size)
+      return make_error(errc::message_too_large,
+                        "a value of " + std::to_string(value.payload.size())
+                          + " bytes was sent to channel '" + spec_.name
+                          + "', above netchan.max-message-size = "
+                          + std::to_string(spec_.max_message_size));
+    return caf::none;
+  }
+
+  bool is_duplicate(const envelope& value) const {
+    auto i = last_seq_.find(value.sender);
+    return i != last_seq_.end() && value.seq != 0 && value.seq <= i->second;
+  }
+
+  /// Records that a sender's value is now the channel's.
+  void accept(const parked_put& p) {
+    ++stats_.sent;
+    if (p.value.seq != 0)
+      last_seq_[p.value.sender] = p.value.seq;
+  }
+
+  void push(envelope value, bool counted) {
+    counted_buffered_ += counted ? 1 : 0;
+    buffer_.push_back(slot{std::move(value), counted});
+  }
+
+  slot pop_front() {
+    auto s = std::move(buffer_.front());
+    buffer_.pop_front();
+    counted_buffered_ -= s.counted ? 1 : 0;
+    return s;
+  }
+
+  void erase_lease(std::map<uint64_t, lease>::iterator i) {
+    counted_leased_ -= i->second.counted ? 1 : 0;
+    leases_.erase(i);
+  }
+
+  parked_get pop_get() {
+    auto g = std::move(gets_.front());
+    gets_.pop_front();
+    return g;
+  }
+
+  size_t used_slots() const {
+    return counted_buffered_ + reserved_ + counted_leased_;
+  }
+
+  size_t free_slots() const {
+    auto used = used_slots();
+    return used < spec_.capacity ? spec_.capacity - used : 0;
+  }
+
+  /// The party that sent the message being handled.
+  caf::actor_addr who() {
+    return caf::actor_cast<caf::actor_addr>(current_sender());
+  }
+
+  void watch(const caf::actor_addr& party) {
+    if (party && watched_.insert(party).second)
+      monitor(party);
+  }
+
+  caf::error closed_error(std::string sentence = {}) const {
+    if (sentence.empty())
+      sentence = "channel '" + spec_.name + "' is closed";
+    return make_error(errc::closed, std::move(sentence));
+  }
+
+  caf::error timeout_error() const {
+    return make_error(errc::timeout,
+                      "the deadline passed while waiting on channel '"
+                        + spec_.name + "'; the operation was withdrawn");
+  }
+
+  // -- state -----------------------------------------------------------------
+
+  channel_spec spec_;
+  bool closed_ = false;
+  std::deque<slot> buffer_;
+  size_t counted_buffered_ = 0;
+  size_t counted_leased_ = 0;
+  std::deque<parked_put> puts_;
+  std::deque<parked_get> gets_;
+  std::map<uint64_t, lease> leases_;
+  uint64_t next_lease_ = 1;
+  std::map<caf::actor_addr, uint64_t> reservations_;
+  uint64_t reserved_ = 0;
+  std::unordered_map<uint64_t, uint64_t> last_seq_;
+  std::set<caf::actor_addr> watched_;
+  channel_stats stats_;
+};
+
+} // namespace
+
+caf::actor spawn_channel(caf::actor_system& sys, channel_spec spec) {
+  return sys.spawn<channel_actor>(std::move(spec));
+}
+
+} // namespace netchan::detail

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/fwd.hpp>
+
+#include "netchan/detail/endpoint.hpp"
+
+namespace netchan::detail {
+
+/// Where a blocked thread waits for its operation's verdict.
+class sync_slot {
+public:
+  /// Stores the verdict and wakes the waiting thread; later calls are ignored.
+  void complete(op_result&& result);
+
+  op_result wait();
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  op_result result_;
+};
+
+/// Travels with a thread's request. If it is destroyed before delivering
+/// (the endpoint actor died, or the message never reached it), the thread
+/// wakes with `errc::shut_down` instead of waiting forever.
+class thread_reply {
+public:
+  explicit thread_reply(std::shared_ptr<sync_slot> slot)
+    : slot_(std::move(slot)) {
+  }
+
+  ~thread_reply();
+
+  void deliver(op_result&& result) {
+    slot_->complete(std::move(result));
+  }
+
+private:
+  std::shared_ptr<sync_slot> slot_;
+};
+
+using thread_reply_ptr = std::shared_ptr<thread_reply>;
+
+/// Spawns the endpoint actor of a handle family on `channel`. It stamps
+/// sender id and sequence numbers, enforces deadlines by withdrawing, and
+/// acknowledges received values.
+caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel);
+
+} // namespace netchan::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(netchan::detail::thread_reply_ptr)
