@@ -129,15 +129,17 @@ private:
   // -- operations (one per message, as in runtime/chan.go) -------------------
 
   void put(uint64_t op, envelope value, put_mode mode) {
+    // make_response_promise() takes the sender out of the current message.
+    auto from = who();
     auto rp = make_response_promise();
-    watch(who());
+    watch(from);
     if (auto err = admit(value)) {
       ++stats_.returned;
       rp.deliver(std::move(err));
       return;
     }
     if (mode == put_mode::reserved) {
-      auto i = reservations_.find(who());
+      auto i = reservations_.find(from);
       if (i == reservations_.end() || i->second == 0) {
         rp.deliver(make_error(errc::invalid_argument,
                               "a reserved send arrived without credit"));
@@ -151,7 +153,7 @@ private:
       rp.deliver(ok_atom::value);
       return;
     }
-    parked_put p{who(), op, std::move(value), std::move(rp),
+    parked_put p{from, op, std::move(value), std::move(rp),
                  mode == put_mode::try_once};
     if (mode == put_mode::reserved) {
       // The slot was ours already: it moves from reserved to buffered.
@@ -175,9 +177,10 @@ private:
   }
 
   void get(uint64_t op, bool may_park) {
+    auto from = who();
     auto rp = make_response_promise();
-    watch(who());
-    parked_get g{who(), op, std::move(rp)};
+    watch(from);
+    parked_get g{from, op, std::move(rp)};
     if (!buffer_.empty()) {
       auto s = pop_front();
       hand_over(std::move(g), std::move(s.value), s.counted, std::nullopt);

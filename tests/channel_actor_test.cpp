@@ -1,0 +1,718 @@
+// The channel actor's contract, step by step and deterministically, on CAF's
+// test_coordinator: every message runs only when the test says so, so each
+// interleaving of put, get, take, ack, withdraw and close below is exact.
+#define BOOST_TEST_MODULE channel_actor
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/send.hpp>
+
+#include "channel_actor.hpp"
+#include "netchan/config.hpp"
+#include "netchan/envelope.hpp"
+#include "netchan/errc.hpp"
+#include "netchan/stats.hpp"
+#include "protocol.hpp"
+
+using namespace netchan;
+using namespace netchan::detail;
+namespace bdata = boost::unit_test::data;
+
+namespace {
+
+/// What a client saw: the verdict of one operation.
+struct verdict {
+  std::string what; // "ok", "value", or an errc name
+  uint64_t lease = 0;
+  envelope value;
+  uint64_t count = 0;
+};
+
+using verdicts = std::map<uint64_t, verdict>;
+
+/// A client actor: forwards the test's commands to the channel and records
+/// each verdict under the operation id.
+caf::behavior client_actor(caf::event_based_actor* self, caf::actor ch,
+                           std::shared_ptr<verdicts> log) {
+  auto fail = [log](uint64_t op) {
+    return [log, op](caf::error& err) {
+      (*log)[op] = verdict{netchan::to_string(static_cast<errc>(err.code())),
+                           0, {}, 0};
+    };
+  };
+  auto ok = [log](uint64_t op) {
+    return [log, op](ok_atom) { (*log)[op] = verdict{"ok", 0, {}, 0}; };
+  };
+  return {
+    [=](put_atom, uint64_t op, envelope& value, uint8_t mode) {
+      self->request(ch, caf::infinite, put_atom::value, op, value, mode)
+        .then(ok(op), fail(op));
+    },
+    [=](get_atom, uint64_t op, bool may_park) {
+      self->request(ch, caf::infinite, get_atom::value, op, may_park)
+        .then(
+          [log, op](uint64_t lease, envelope& value) {
+            (*log)[op] = verdict{"value", lease, value, 0};
+          },
+          fail(op));
+    },
+    [=](commit_atom, uint64_t op, uint64_t lease) {
+      self->request(ch, caf::infinite, commit_atom::value, lease)
+        .then(ok(op), fail(op));
+    },
+    [=](release_atom, uint64_t op, uint64_t lease) {
+      self->request(ch, caf::infinite, release_atom::value, lease)
+        .then(ok(op), fail(op));
+    },
+    [=](close_atom, uint64_t op) {
+      self->request(ch, caf::infinite, close_atom::value)
+        .then(ok(op), fail(op));
+    },
+    [=](reserve_atom, uint64_t op, uint64_t want) {
+      self->request(ch, caf::infinite, reserve_atom::value, want)
+        .then([log, op](uint64_t n) { (*log)[op] = verdict{"ok", 0, {}, n}; },
+              fail(op));
+    },
+    [=](take_atom, uint64_t lease) { self->send(ch, take_atom::value, lease); },
+    [=](ack_atom, uint64_t lease) { self->send(ch, ack_atom::value, lease); },
+    [=](withdraw_atom, uint64_t op) {
+      self->send(ch, withdraw_atom::value, op);
+    },
+    [=](unreserve_atom, uint64_t n) {
+      self->send(ch, unreserve_atom::value, n);
+    },
+  };
+}
+
+caf::actor_system_config& testing_config(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  cfg.set("logger.inline-output", true);
+  add_netchan_types(cfg);
+  return cfg;
+}
+
+/// One channel of the given capacity and any number of clients, all driven
+/// step by step. Every step checks len <= cap (and, for capacity >= 1, that
+/// buffered + reserved + leased <= cap).
+struct fixture {
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+  caf::scheduler::test_coordinator& sched;
+  size_t capacity;
+  caf::actor ch;
+  std::vector<caf::actor> clients;
+  uint64_t next_op = 1;
+
+  explicit fixture(size_t cap, size_t max_size = 1024)
+    : sys(testing_config(cfg)),
+      sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
+      capacity(cap) {
+    channel_spec spec{"test-chan", "item", cap, max_size};
+    ch = spawn_channel(sys, spec);
+    run();
+  }
+
+  ~fixture() {
+    for (auto& c : clients)
+      caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(ch, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  struct client {
+    fixture* fix;
+    caf::actor self;
+    std::shared_ptr<verdicts> log;
+    uint64_t sender_id;
+    uint64_t next_seq = 1;
+
+    /// Sends a value; returns the operation id.
+    uint64_t put(const std::string& payload,
+                 put_mode mode = put_mode::park,
+                 const std::string& type = "item") {
+      auto op = fix->next_op++;
+      envelope e{type, sender_id, next_seq++, false,
+                 std::vector<char>(payload.begin(), payload.end())};
+      caf::anon_send(self, put_atom::value, op, std::move(e),
+                     static_cast<uint8_t>(mode));
+      fix->run();
+      return op;
+    }
+
+    uint64_t get(bool may_park = true) {
+      auto op = fix->next_op++;
+      caf::anon_send(self, get_atom::value, op, may_park);
+      fix->run();
+      return op;
+    }
+
+    template <class Atom>
+    uint64_t request_lease_op(Atom atom, uint64_t lease) {
+      auto op = fix->next_op++;
+      caf::anon_send(self, atom, op, lease);
+      fix->run();
+      return op;
+    }
+
+    uint64_t commit(uint64_t lease) {
+      return request_lease_op(commit_atom::value, lease);
+    }
+
+    uint64_t release(uint64_t lease) {
+      return request_lease_op(release_atom::value, lease);
+    }
+
+    uint64_t close() {
+      auto op = fix->next_op++;
+      caf::anon_send(self, close_atom::value, op);
+      fix->run();
+      return op;
+    }
+
+    uint64_t reserve(uint64_t want) {
+      auto op = fix->next_op++;
+      caf::anon_send(self, reserve_atom::value, op, want);
+      fix->run();
+      return op;
+    }
+
+    template <class Atom>
+    void tell(Atom atom, uint64_t x) {
+      caf::anon_send(self, atom, x);
+      fix->run();
+    }
+
+    void take(uint64_t lease) {
+      tell(take_atom::value, lease);
+    }
+    void ack(uint64_t lease) {
+      tell(ack_atom::value, lease);
+    }
+    void withdraw(uint64_t op) {
+      tell(withdraw_atom::value, op);
+    }
+
+    /// The verdict of `op`, if one arrived.
+    std::optional<verdict> verdict_of(uint64_t op) const {
+      auto i = log->find(op);
+      if (i == log->end())
+        return std::nullopt;
+      return i->second;
+    }
+
+    bool pending(uint64_t op) const {
+      return log->count(op) == 0;
+    }
+
+    std::string what(uint64_t op) const {
+      auto v = verdict_of(op);
+      return v ? v->what : "pending";
+    }
+
+    std::string payload_of(uint64_t op) const {
+      auto v = verdict_of(op);
+      BOOST_REQUIRE(v && v->what == "value");
+      return std::string(v->value.payload.begin(), v->value.payload.end());
+    }
+
+    uint64_t lease_of(uint64_t op) const {
+      auto v = verdict_of(op);
+      BOOST_REQUIRE(v && v->what == "value");
+      return v->lease;
+    }
+
+    /// Receives and acknowledges at once (a plain receive); returns payload.
+    std::string receive() {
+      auto op = get(false);
+      auto payload = payload_of(op);
+      ack(lease_of(op));
+      return payload;
+    }
+
+    void kill() {
+      caf::anon_send_exit(self, caf::exit_reason::kill);
+      fix->run();
+    }
+  };
+
+  client make_client() {
+    auto log = std::make_shared<verdicts>();
+    auto self = sys.spawn(client_actor, ch, log);
+    clients.push_back(self);
+    run();
+    return client{this, self, log, clients.size() * 1000};
+  }
+
+  void run() {
+    sched.run();
+    check_invariant();
+  }
+
+  channel_stats stats() {
+    channel_stats result;
+    bool done = false;
+    auto asker = sys.spawn([&](caf::event_based_actor* self) {
+      self->request(ch, caf::infinite, stats_atom::value)
+        .then([&](channel_stats& st) {
+          result = st;
+          done = true;
+        });
+    });
+    sched.run();
+    BOOST_REQUIRE(done);
+    return result;
+  }
+
+  void check_invariant() {
+    auto st = stats();
+    BOOST_CHECK_LE(st.buffered, capacity == 0 ? st.requeued : capacity);
+    if (capacity > 0)
+      BOOST_CHECK_LE(st.buffered + st.reserved + st.leased, capacity);
+  }
+};
+
+const std::vector<size_t> capacities{0, 1, 16};
+
+} // namespace
+
+// -- the semantics table, row by row ------------------------------------------
+
+BOOST_DATA_TEST_CASE(a_value_sent_is_received_exactly_once,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto put = tx.put("v1");
+  auto get = rx.get();
+  BOOST_CHECK_EQUAL(rx.payload_of(get), "v1");
+  rx.ack(rx.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+  auto again = rx.get(false);
+  BOOST_CHECK_EQUAL(rx.what(again), "would_block");
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.sent, 1u);
+  BOOST_CHECK_EQUAL(st.received, 1u);
+}
+
+BOOST_AUTO_TEST_CASE(unbuffered_send_completes_only_when_a_receiver_takes_it) {
+  fixture f{0};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto put = tx.put("v");
+  BOOST_CHECK(tx.pending(put)); // nobody receives: the sender waits
+  BOOST_CHECK_EQUAL(f.stats().buffered, 0u);
+  auto get = rx.get();
+  BOOST_CHECK_EQUAL(rx.payload_of(get), "v");
+  BOOST_CHECK(tx.pending(put)); // handed out, not yet taken
+  rx.take(rx.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok"); // released in the taking step
+}
+
+BOOST_AUTO_TEST_CASE(a_receiver_waiting_first_meets_an_unbuffered_sender) {
+  fixture f{0};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto get = rx.get();
+  BOOST_CHECK(rx.pending(get));
+  auto put = tx.put("v");
+  BOOST_CHECK_EQUAL(rx.payload_of(get), "v");
+  BOOST_CHECK(tx.pending(put));
+  rx.ack(rx.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+}
+
+BOOST_DATA_TEST_CASE(buffered_sends_complete_while_slots_are_free,
+                     bdata::make(std::vector<size_t>{1, 16}), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  std::vector<uint64_t> puts;
+  for (size_t i = 0; i < cap; ++i)
+    puts.push_back(tx.put("v" + std::to_string(i)));
+  for (auto op : puts)
+    BOOST_CHECK_EQUAL(tx.what(op), "ok");
+  BOOST_CHECK_EQUAL(f.stats().buffered, cap);
+  auto blocked = tx.put("over");
+  BOOST_CHECK(tx.pending(blocked)); // full: the sender parks
+  // A value handed out still holds its slot until acknowledged.
+  auto get = rx.get();
+  BOOST_CHECK(tx.pending(blocked));
+  rx.ack(rx.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(blocked), "ok");
+  BOOST_CHECK_EQUAL(f.stats().buffered, cap);
+}
+
+BOOST_DATA_TEST_CASE(a_receive_waits_until_a_value_arrives,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto get = rx.get();
+  BOOST_CHECK(rx.pending(get));
+  tx.put("late");
+  BOOST_CHECK_EQUAL(rx.payload_of(get), "late");
+}
+
+BOOST_DATA_TEST_CASE(each_value_goes_to_one_receiver_in_the_senders_order,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx1 = f.make_client();
+  auto rx2 = f.make_client();
+  std::vector<std::string> got;
+  // Receivers wait first, so that every capacity can make progress.
+  for (int i = 0; i < 20; ++i) {
+    auto& rx = i % 2 == 0 ? rx1 : rx2;
+    auto get = rx.get();
+    tx.put("v" + std::to_string(i));
+    got.push_back(rx.payload_of(get));
+    rx.ack(rx.lease_of(get));
+  }
+  for (int i = 0; i < 20; ++i)
+    BOOST_CHECK_EQUAL(got[i], "v" + std::to_string(i));
+}
+
+BOOST_DATA_TEST_CASE(try_operations_never_park, bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  BOOST_CHECK_EQUAL(rx.what(rx.get(false)), "would_block");
+  for (size_t i = 0; i < cap; ++i)
+    BOOST_CHECK_EQUAL(tx.what(tx.put("fill", put_mode::try_once)), "ok");
+  BOOST_CHECK_EQUAL(tx.what(tx.put("more", put_mode::try_once)),
+                    "would_block");
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.buffered, cap);
+  BOOST_CHECK_EQUAL(st.parked_senders, 0u);
+  BOOST_CHECK_EQUAL(st.sent, cap);
+}
+
+BOOST_AUTO_TEST_CASE(an_unbuffered_try_send_meets_a_waiting_receiver) {
+  fixture f{0};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto get = rx.get();
+  auto put = tx.put("v", put_mode::try_once);
+  BOOST_CHECK(tx.pending(put));
+  rx.take(rx.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+}
+
+// -- withdrawal: the owner's verdict settles every race ---------------------
+
+BOOST_DATA_TEST_CASE(a_withdrawn_receive_never_swallows_a_value,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto get = rx.get();
+  rx.withdraw(get);
+  BOOST_CHECK_EQUAL(rx.what(get), "timeout");
+  auto put = tx.put("v");
+  auto get2 = rx.get();
+  BOOST_CHECK_EQUAL(rx.payload_of(get2), "v"); // not lost to the first get
+  rx.ack(rx.lease_of(get2));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+}
+
+BOOST_DATA_TEST_CASE(a_withdrawal_after_the_hand_off_leaves_the_value_delivered,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto get = rx.get();
+  tx.put("v");
+  rx.withdraw(get); // too late: the value is already on its way
+  BOOST_CHECK_EQUAL(rx.payload_of(get), "v");
+  BOOST_CHECK_EQUAL(f.stats().leased, 1u);
+}
+
+BOOST_DATA_TEST_CASE(a_withdrawn_send_is_returned_and_never_delivered,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  for (size_t i = 0; i < cap; ++i)
+    tx.put("fill");
+  auto put = tx.put("late");
+  BOOST_CHECK(tx.pending(put));
+  tx.withdraw(put);
+  BOOST_CHECK_EQUAL(tx.what(put), "timeout");
+  for (size_t i = 0; i < cap; ++i)
+    BOOST_CHECK_EQUAL(rx.receive(), "fill");
+  BOOST_CHECK_EQUAL(rx.what(rx.get(false)), "would_block");
+  BOOST_CHECK_EQUAL(f.stats().returned, 1u);
+}
+
+BOOST_DATA_TEST_CASE(a_withdrawal_after_a_buffered_send_completed_changes_nothing,
+                     bdata::make(std::vector<size_t>{1, 16}), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto put = tx.put("v");
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+  tx.withdraw(put);
+  BOOST_CHECK_EQUAL(rx.receive(), "v");
+}
+
+BOOST_AUTO_TEST_CASE(an_unbuffered_send_withdrawn_in_flight_is_delivered_if_taken) {
+  fixture f{0};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto put = tx.put("v");
+  auto get = rx.get();
+  tx.withdraw(put); // the value is in flight: the take decides
+  BOOST_CHECK(tx.pending(put));
+  rx.ack(rx.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+}
+
+BOOST_AUTO_TEST_CASE(an_unbuffered_send_withdrawn_in_flight_comes_back_if_not_taken) {
+  fixture f{0};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto put = tx.put("v");
+  auto get = rx.get();
+  BOOST_CHECK_EQUAL(rx.payload_of(get), "v");
+  tx.withdraw(put);
+  rx.kill(); // dies before taking it
+  BOOST_CHECK_EQUAL(tx.what(put), "timeout");
+  auto rx2 = f.make_client();
+  BOOST_CHECK_EQUAL(rx2.what(rx2.get(false)), "would_block");
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.sent, 0u);
+  BOOST_CHECK_EQUAL(st.returned, 1u);
+}
+
+BOOST_AUTO_TEST_CASE(withdrawing_an_unknown_operation_is_harmless) {
+  fixture f{1};
+  auto tx = f.make_client();
+  tx.withdraw(4711);
+  auto put = tx.put("v");
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+}
+
+// -- leases -------------------------------------------------------------------
+
+BOOST_DATA_TEST_CASE(a_released_lease_is_requeued_at_the_head_and_flagged,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto get = rx.get();
+  tx.put("first");
+  auto lease = rx.lease_of(get);
+  rx.take(lease);
+  BOOST_CHECK(!rx.verdict_of(get)->value.redelivered);
+  BOOST_CHECK_EQUAL(rx.what(rx.release(lease)), "ok");
+  if (cap > 0)
+    tx.put("second");
+  auto again = rx.get();
+  BOOST_CHECK_EQUAL(rx.payload_of(again), "first");
+  BOOST_CHECK(rx.verdict_of(again)->value.redelivered);
+  BOOST_CHECK_EQUAL(rx.what(rx.commit(rx.lease_of(again))), "ok");
+  BOOST_CHECK_EQUAL(rx.what(rx.commit(rx.lease_of(again))), "lease_settled");
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.requeued, 1u);
+  BOOST_CHECK_EQUAL(st.received, 1u);
+}
+
+BOOST_DATA_TEST_CASE(a_lease_is_requeued_when_its_holder_exits,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto holder = f.make_client();
+  auto get = holder.get();
+  auto put = tx.put("job");
+  holder.take(holder.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+  holder.kill();
+  auto rx = f.make_client();
+  auto again = rx.get(false);
+  BOOST_CHECK_EQUAL(rx.payload_of(again), "job");
+  BOOST_CHECK(rx.verdict_of(again)->value.redelivered);
+  BOOST_CHECK_EQUAL(f.stats().requeued, 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_unbuffered_value_not_yet_taken_returns_to_its_sender_queue) {
+  fixture f{0};
+  auto tx = f.make_client();
+  auto holder = f.make_client();
+  auto get = holder.get();
+  auto put = tx.put("v");
+  BOOST_CHECK_EQUAL(holder.payload_of(get), "v");
+  holder.kill(); // before taking: the sender is still waiting
+  BOOST_CHECK(tx.pending(put));
+  auto rx = f.make_client();
+  auto again = rx.get();
+  BOOST_CHECK_EQUAL(rx.payload_of(again), "v");
+  BOOST_CHECK(rx.verdict_of(again)->value.redelivered);
+  rx.ack(rx.lease_of(again));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+}
+
+BOOST_AUTO_TEST_CASE(a_leased_value_holds_its_slot_until_committed) {
+  fixture f{1};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  tx.put("a");
+  auto get = rx.get();
+  rx.take(rx.lease_of(get));
+  auto put = tx.put("b");
+  BOOST_CHECK(tx.pending(put)); // len 0, but the lease counts against cap
+  BOOST_CHECK_EQUAL(f.stats().buffered, 0u);
+  rx.commit(rx.lease_of(get));
+  BOOST_CHECK_EQUAL(tx.what(put), "ok");
+}
+
+// -- close ----------------------------------------------------------------------
+
+BOOST_DATA_TEST_CASE(close_drains_the_buffer_then_reports_closed,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  for (size_t i = 0; i < cap; ++i)
+    tx.put("v" + std::to_string(i));
+  auto parked = tx.put("parked");
+  BOOST_CHECK(tx.pending(parked));
+  BOOST_CHECK_EQUAL(tx.what(tx.close()), "ok");
+  BOOST_CHECK_EQUAL(tx.what(parked), "closed"); // handed back
+  BOOST_CHECK_EQUAL(tx.what(tx.put("after")), "closed");
+  for (size_t i = 0; i < cap; ++i)
+    BOOST_CHECK_EQUAL(rx.receive(), "v" + std::to_string(i));
+  BOOST_CHECK_EQUAL(rx.what(rx.get()), "closed");
+  BOOST_CHECK_EQUAL(rx.what(rx.get(false)), "closed");
+  BOOST_CHECK_EQUAL(tx.what(tx.close()), "closed"); // a second close
+  BOOST_CHECK_EQUAL(f.stats().returned, 2u);
+}
+
+BOOST_DATA_TEST_CASE(close_wakes_parked_receivers, bdata::make(capacities),
+                     cap) {
+  fixture f{cap};
+  auto rx1 = f.make_client();
+  auto rx2 = f.make_client();
+  auto g1 = rx1.get();
+  auto g2 = rx2.get();
+  rx1.close();
+  BOOST_CHECK_EQUAL(rx1.what(g1), "closed");
+  BOOST_CHECK_EQUAL(rx2.what(g2), "closed");
+}
+
+BOOST_DATA_TEST_CASE(closed_is_reported_only_once_every_lease_is_settled,
+                     bdata::make(capacities), cap) {
+  fixture f{cap};
+  auto tx = f.make_client();
+  auto holder = f.make_client();
+  auto rx = f.make_client();
+  auto get = holder.get();
+  tx.put("job");
+  holder.take(holder.lease_of(get));
+  tx.close();
+  auto waiting = rx.get();
+  BOOST_CHECK(rx.pending(waiting)); // the lease may still come back
+  holder.kill();
+  BOOST_CHECK_EQUAL(rx.payload_of(waiting), "job");
+  rx.ack(rx.lease_of(waiting));
+  BOOST_CHECK_EQUAL(rx.what(rx.get()), "closed");
+}
+
+// -- bad input ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_value_of_the_wrong_type_is_refused_naming_both_types) {
+  fixture f{1};
+  auto tx = f.make_client();
+  auto put = tx.put("v", put_mode::park, "other");
+  BOOST_CHECK_EQUAL(tx.what(put), "type_mismatch");
+  BOOST_CHECK_EQUAL(f.stats().buffered, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(an_oversized_value_is_refused) {
+  fixture f{1, 8};
+  auto tx = f.make_client();
+  BOOST_CHECK_EQUAL(tx.what(tx.put("123456789")), "message_too_large");
+  BOOST_CHECK_EQUAL(tx.what(tx.put("12345678")), "ok");
+}
+
+BOOST_AUTO_TEST_CASE(a_resent_value_is_recognised_and_dropped) {
+  fixture f{4};
+  auto tx = f.make_client();
+  tx.put("once");
+  tx.next_seq -= 1; // the same sender and sequence number again
+  BOOST_CHECK_EQUAL(tx.what(tx.put("once")), "ok");
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.buffered, 1u);
+  BOOST_CHECK_EQUAL(st.duplicates, 1u);
+}
+
+// -- credit ---------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(credit_is_granted_only_for_free_slots_and_returns) {
+  fixture f{4};
+  auto tx = f.make_client();
+  auto other = f.make_client();
+  auto r = tx.reserve(3);
+  BOOST_CHECK_EQUAL(tx.verdict_of(r)->count, 3u);
+  BOOST_CHECK_EQUAL(other.what(other.put("x")), "ok"); // the 4th slot
+  auto parked = other.put("y");
+  BOOST_CHECK(other.pending(parked)); // reserved slots are not free
+  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(5))->count, 0u);
+  for (int i = 0; i < 3; ++i)
+    BOOST_CHECK_EQUAL(tx.what(tx.put("r", put_mode::reserved)), "ok");
+  BOOST_CHECK_EQUAL(tx.what(tx.put("r", put_mode::reserved)),
+                    "invalid_argument"); // no credit left
+  BOOST_CHECK(other.pending(parked));
+  auto rx = f.make_client();
+  rx.receive();
+  BOOST_CHECK_EQUAL(other.what(parked), "ok");
+  // Unused credit flows back.
+  rx.receive();
+  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(2))->count, 1u);
+  tx.tell(unreserve_atom::value, 1);
+  BOOST_CHECK_EQUAL(f.stats().reserved, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(credit_of_an_exited_sender_returns) {
+  fixture f{2};
+  auto tx = f.make_client();
+  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(2))->count, 2u);
+  tx.kill();
+  BOOST_CHECK_EQUAL(f.stats().reserved, 0u);
+}
+
+// -- the owner's exit -------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(when_the_channel_exits_every_waiting_party_gets_an_error) {
+  fixture f{0};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  auto other_tx = f.make_client();
+  auto get = rx.get();
+  auto matched = tx.put("in flight");
+  auto parked = other_tx.put("parked");
+  auto waiting_rx = f.make_client();
+  BOOST_CHECK_EQUAL(rx.payload_of(get), "in flight");
+  caf::anon_send_exit(f.ch, caf::exit_reason::user_shutdown);
+  f.sched.run();
+  BOOST_CHECK_EQUAL(tx.what(matched), "outcome_unknown");
+  BOOST_CHECK_EQUAL(other_tx.what(parked), "peer_down");
+}
+
+BOOST_AUTO_TEST_CASE(a_parked_receive_gets_peer_down_when_the_channel_exits) {
+  fixture f{4};
+  auto rx = f.make_client();
+  auto get = rx.get();
+  caf::anon_send_exit(f.ch, caf::exit_reason::user_shutdown);
+  f.sched.run();
+  BOOST_CHECK_EQUAL(rx.what(get), "peer_down");
+}
