@@ -301,50 +301,49 @@ BOOST_AUTO_TEST_CASE(a_range_for_throws_on_errors_other_than_closed) {
   BOOST_CHECK_EQUAL(*rx.receive(), 1);
 }
 
+namespace {
+
+/// Receives until closed, summing; reports the sum (or -1 on another error).
+void sum_until_closed(caf::event_based_actor* self, netchan::receiver<int> rx,
+                      int sum, std::promise<int>* done) {
+  netchan::async_receive(self, rx, [=](caf::expected<int> x) {
+    if (x) {
+      sum_until_closed(self, rx, sum + *x, done);
+      return;
+    }
+    done->set_value(netchan::is(x.error(), netchan::errc::closed) ? sum : -1);
+    self->quit();
+  });
+}
+
+/// Sends next..last one after another, then closes.
+void count_to(caf::event_based_actor* self, netchan::sender<int> tx, int next,
+              int last) {
+  if (next > last) {
+    static_cast<void>(tx.close());
+    self->quit();
+    return;
+  }
+  netchan::async_send(self, tx, next, [=](caf::error err) {
+    if (err)
+      BOOST_ERROR("async_send failed: " << netchan::to_string(err));
+    count_to(self, tx, next + 1, last);
+  });
+}
+
+} // namespace
+
 BOOST_DATA_TEST_CASE(actors_send_and_receive_without_blocking,
                      bdata::make(capacities), cap) {
   fixture f;
   auto [tx, rx] = channel<int>(f.sys, cap);
   std::promise<int> sum_promise;
   auto sum_future = sum_promise.get_future();
-  // A receiving actor: sums until closed.
   auto summer = f.sys.spawn([rx = rx, &sum_promise](caf::event_based_actor* self) {
-    auto sum = std::make_shared<int>(0);
-    auto loop = std::make_shared<std::function<void()>>();
-    *loop = [=, &sum_promise] {
-      netchan::async_receive(self, rx, [=, &sum_promise](caf::expected<int> x) {
-        if (x) {
-          *sum += *x;
-          (*loop)();
-          return;
-        }
-        sum_promise.set_value(netchan::is(x.error(), netchan::errc::closed)
-                                ? *sum
-                                : -1);
-        *loop = nullptr;
-        self->quit();
-      });
-    };
-    (*loop)();
+    sum_until_closed(self, rx, 0, &sum_promise);
   });
-  // A sending actor: sends 1..100 one after another, then closes.
   auto counter = f.sys.spawn([tx = tx](caf::event_based_actor* self) {
-    auto next = std::make_shared<int>(1);
-    auto loop = std::make_shared<std::function<void()>>();
-    *loop = [=] {
-      if (*next > 100) {
-        static_cast<void>(tx.close());
-        *loop = nullptr;
-        self->quit();
-        return;
-      }
-      netchan::async_send(self, tx, (*next)++, [=](caf::error err) {
-        if (err)
-          BOOST_ERROR("async_send failed: " << netchan::to_string(err));
-        (*loop)();
-      });
-    };
-    (*loop)();
+    count_to(self, tx, 1, 100);
   });
   BOOST_REQUIRE(sum_future.wait_for(60s) == std::future_status::ready);
   BOOST_CHECK_EQUAL(sum_future.get(), 5050);

@@ -12,6 +12,25 @@
 
 #include "netchan/netchan.hpp"
 
+namespace {
+
+/// An actor's receive loop: each value arrives as a message, so the actor's
+/// thread is never blocked while it waits.
+void sum_until_closed(caf::event_based_actor* self, netchan::receiver<int> rx,
+                      int sum) {
+  netchan::async_receive(self, rx, [=](caf::expected<int> x) {
+    if (x) {
+      sum_until_closed(self, rx, sum + *x);
+      return;
+    }
+    std::cout << "actor summed " << sum << " ("
+              << netchan::to_string(x.error()) << ")\n";
+    self->quit();
+  });
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
   netchan::config cfg;
   if (auto err = cfg.load(argc, argv)) {
@@ -44,22 +63,7 @@ int main(int argc, char** argv) {
     auto numbers = netchan::make_channel<int>(sys, 4, "numbers");
     auto [ntx, nrx] = *numbers;
     auto summer = sys.spawn([rx = nrx](caf::event_based_actor* self) {
-      auto sum = std::make_shared<int>(0);
-      auto step = std::make_shared<std::function<void()>>();
-      *step = [self, rx, sum, step] {
-        netchan::async_receive(self, rx, [self, sum, step](caf::expected<int> x) {
-          if (x) {
-            *sum += *x;
-            (*step)();
-          } else {
-            std::cout << "actor summed " << *sum << " ("
-                      << netchan::to_string(x.error()) << ")\n";
-            *step = nullptr; // break the cycle
-            self->quit();
-          }
-        });
-      };
-      (*step)();
+      sum_until_closed(self, rx, 0);
     });
     for (int i = 1; i <= 10; ++i)
       static_cast<void>(ntx.send(i));
