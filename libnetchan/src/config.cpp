@@ -11,11 +11,13 @@
 
 #include "netchan/envelope.hpp"
 #include "netchan/errc.hpp"
+#include "netchan/stats.hpp"
 
 namespace netchan {
 
 void add_netchan_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<envelope>("netchan::envelope");
+  cfg.add_message_type<channel_stats>("netchan::channel_stats");
   cfg.add_error_category(errc_category, render_error);
 }
 

@@ -37,6 +37,10 @@ const char* generic_sentence(errc code) {
       return "the actor system behind this handle is shutting down";
     case errc::lease_settled:
       return "the lease was already committed or released";
+    case errc::connect_failed:
+      return "cannot connect to the node";
+    case errc::tls_failed:
+      return "the TLS handshake with the node failed";
     case errc::would_block:
       return "the operation would block";
   }
@@ -59,6 +63,8 @@ const char* to_string(errc code) {
     case errc::invalid_argument: return "invalid_argument";
     case errc::shut_down: return "shut_down";
     case errc::lease_settled: return "lease_settled";
+    case errc::connect_failed: return "connect_failed";
+    case errc::tls_failed: return "tls_failed";
     case errc::would_block: return "would_block";
   }
   return "unknown";

@@ -38,6 +38,11 @@ enum class errc : uint8_t {
   shut_down,
   /// A lease was already committed or released.
   lease_settled,
+  /// No connection to a node could be made (refused, unknown host, no
+  /// answer), or a node could not listen where configured.
+  connect_failed,
+  /// The TLS handshake with a node failed; the sentence names the cause.
+  tls_failed,
   /// Internal: a try operation would have to wait. Never reaches users of the
   /// blocking API, which report it as `false` or an empty optional.
   would_block,

@@ -9,3 +9,4 @@
 #include "netchan/envelope.hpp"
 #include "netchan/errc.hpp"
 #include "netchan/stats.hpp"
+#include "netchan/node.hpp"

@@ -1,0 +1,93 @@
+#pragma once
+
+// A netchan node: one per actor system. It listens on TLS, hosts named
+// channels in a directory, and opens channels hosted by other nodes.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "netchan/channel.hpp"
+
+namespace netchan {
+
+namespace detail {
+
+class node_state;
+
+/// @private
+using endpoint_pair = std::pair<endpoint_ptr, endpoint_ptr>;
+
+} // namespace detail
+
+/// The netchan node of one actor system. Copies refer to the same node.
+/// Destroy every copy (or call `shutdown`) before the actor system.
+class node {
+public:
+  /// Starts the node as the system's `netchan::config` says: checks the
+  /// certificates with OpenSSL (refusing to start without them unless
+  /// `netchan.insecure`, which also confines the node to loopback) and, if
+  /// `netchan.listen` is set, listens there (port 0 picks a free port).
+  [[nodiscard]] static caf::expected<node> start(caf::actor_system& sys);
+
+  /// The port this node listens on; 0 if it does not listen.
+  uint16_t port() const noexcept;
+
+  /// `host:port` other nodes open this node's channels at.
+  std::string address() const;
+
+  /// Hosts a channel named `name` on this node and returns its handles. Asking
+  /// again for the same name, type and capacity returns the same channel.
+  template <class T>
+  [[nodiscard]] caf::expected<std::pair<sender<T>, receiver<T>>>
+  create(const std::string& name, size_t capacity = detail::default_capacity) {
+    return typed<T>(create_impl(name, element_type_name<T>(*sys_), capacity));
+  }
+
+  /// Opens the channel at `where` ("host:port/name", this node's own address
+  /// included): connects, looks the name up, checks the element type.
+  template <class T>
+  [[nodiscard]] caf::expected<std::pair<sender<T>, receiver<T>>>
+  open(const std::string& where) {
+    return typed<T>(open_impl(where, element_type_name<T>(*sys_)));
+  }
+
+  /// Names of the channels this node hosts.
+  std::vector<std::string> channels() const;
+
+  /// Stops listening and closes every channel this node hosts: their remote
+  /// users get `errc::peer_down`. Idempotent.
+  void shutdown();
+
+private:
+  node(caf::actor_system& sys, std::shared_ptr<detail::node_state> state)
+    : sys_(&sys), state_(std::move(state)) {
+  }
+
+  template <class T>
+  static caf::expected<std::pair<sender<T>, receiver<T>>>
+  typed(caf::expected<detail::endpoint_pair>&& eps) {
+    if (!eps)
+      return std::move(eps.error());
+    return std::make_pair(sender<T>{std::move(eps->first)},
+                          receiver<T>{std::move(eps->second)});
+  }
+
+  caf::expected<detail::endpoint_pair>
+  create_impl(const std::string& name, const std::string& type_name,
+              size_t capacity);
+
+  caf::expected<detail::endpoint_pair> open_impl(const std::string& where,
+                                                 const std::string& type_name);
+
+  caf::actor_system* sys_;
+  std::shared_ptr<detail::node_state> state_;
+};
+
+} // namespace netchan

@@ -1,0 +1,129 @@
+// Wrappers of OpenSSL's TLS I/O calls that clear the thread's error queue.
+//
+// Why: OpenSSL keeps one error queue per thread, and `SSL_get_error()` looks
+// at that queue first: any entry left in it turns the next call's ordinary
+// "would block" into SSL_ERROR_SSL. OpenSSL's documentation therefore asks
+// callers to empty the queue before each TLS I/O call. `caf::openssl::session`
+// of CAF 0.17.6 never does. When a peer dies without a TLS shutdown (kill -9,
+// a cut cable) OpenSSL 3 queues "unexpected eof while reading" on the
+// middleman thread that served it; the next would-block `SSL_read` of a
+// *healthy* connection on that thread is then misread as fatal and CAF closes
+// it (requests over it hang). Debian's CAF cannot be patched in place, so the
+// fix rides with netchan.
+//
+// How: libnetchan defines `SSL_read`, `SSL_write`, `SSL_accept` and
+// `SSL_connect` itself. Each calls `ERR_clear_error()` and forwards to the
+// real function, looked up once with `dlsym(RTLD_NEXT, ...)`. The dynamic
+// linker binds libcaf_openssl.so's calls (and its `&SSL_read`) to the first
+// definition in load order, which is the executable's when libnetchan is
+// linked statically (the default): the executable exports these symbols
+// because a shared library it links, libcaf_openssl.so, refers to them.
+// CAF calls no other OpenSSL function whose outcome it reads with
+// `SSL_get_error()` (it never calls SSL_do_handshake, SSL_peek or
+// SSL_shutdown), so these four suffice. Clearing before each call is
+// harmless to any other caller: it is what OpenSSL asks of them anyway.
+//
+// Linking: a static archive member is only pulled in to resolve a symbol.
+// `openssl_error_queue_fix_active()` lives here and node start-up calls it,
+// which brings the wrappers along. If libnetchan is built as a shared
+// library loaded after libssl, libssl's definitions win and the function
+// reports false, so start-up can warn.
+
+#include "tls.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <dlfcn.h>
+
+#include <openssl/err.h>
+#include <openssl/opensslv.h>
+#include <openssl/ssl.h>
+
+namespace {
+
+/// Returns whether `address` lies in the object (executable or shared
+/// library) that holds this file's code.
+bool in_this_object(void* address) {
+  static int marker = 0;
+  Dl_info ours{};
+  Dl_info theirs{};
+  if (address == nullptr || dladdr(&marker, &ours) == 0
+      || dladdr(address, &theirs) == 0)
+    return false;
+  return ours.dli_fbase == theirs.dli_fbase;
+}
+
+/// Finds the real OpenSSL function `name`: the next definition after ours,
+/// else libssl's own (RTLD_NEXT finds nothing when libssl was loaded before
+/// us). Aborts if there is none: without it no TLS call could work.
+void* find_real(const char* name) {
+  void* fn = dlsym(RTLD_NEXT, name);
+  if (fn == nullptr || in_this_object(fn)) {
+    auto soname = "libssl.so." + std::to_string(OPENSSL_VERSION_MAJOR);
+    if (void* libssl = dlopen(soname.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+      fn = dlsym(libssl, name);
+      dlclose(libssl);
+    }
+  }
+  if (fn == nullptr || in_this_object(fn)) {
+    auto why = dlerror();
+    std::fprintf(stderr,
+                 "netchan: cannot find OpenSSL's %s behind netchan's wrapper "
+                 "(%s); link libssl\n",
+                 name, why != nullptr ? why : "no definition after ours");
+    std::abort();
+  }
+  return fn;
+}
+
+/// Casts what dlsym returned to the function type `Fn`.
+template <class Fn>
+Fn real(const char* name) {
+  return reinterpret_cast<Fn>(find_real(name));
+}
+
+} // namespace
+
+// Function-local statics: looked up once, thread-safe (C++11 magic statics).
+// The `visibility` attribute keeps the wrappers exported even if netchan is
+// ever built with -fvisibility=hidden.
+
+extern "C" __attribute__((visibility("default"))) int
+SSL_read(SSL* ssl, void* buf, int num) {
+  static const auto fn = real<int (*)(SSL*, void*, int)>("SSL_read");
+  ERR_clear_error();
+  return fn(ssl, buf, num);
+}
+
+extern "C" __attribute__((visibility("default"))) int
+SSL_write(SSL* ssl, const void* buf, int num) {
+  static const auto fn = real<int (*)(SSL*, const void*, int)>("SSL_write");
+  ERR_clear_error();
+  return fn(ssl, buf, num);
+}
+
+extern "C" __attribute__((visibility("default"))) int SSL_accept(SSL* ssl) {
+  static const auto fn = real<int (*)(SSL*)>("SSL_accept");
+  ERR_clear_error();
+  return fn(ssl);
+}
+
+extern "C" __attribute__((visibility("default"))) int SSL_connect(SSL* ssl) {
+  static const auto fn = real<int (*)(SSL*)>("SSL_connect");
+  ERR_clear_error();
+  return fn(ssl);
+}
+
+namespace netchan::detail {
+
+bool openssl_error_queue_fix_active() {
+  // What every other object's reference to these names binds to.
+  for (auto name : {"SSL_read", "SSL_write", "SSL_accept", "SSL_connect"})
+    if (!in_this_object(dlsym(RTLD_DEFAULT, name)))
+      return false;
+  return true;
+}
+
+} // namespace netchan::detail

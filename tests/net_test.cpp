@@ -1,0 +1,317 @@
+// Nodes over TLS, between real processes on 127.0.0.1 with port 0: the test
+// process is one node, tests/peer.cpp the other. Certificates come from a
+// throw-away PKI made for each test.
+#define BOOST_TEST_MODULE net
+#include <boost/test/unit_test.hpp>
+
+#include <arpa/inet.h>
+#include <future>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+
+#include "certs.hpp"
+#include "job.hpp"
+#include "netchan/netchan.hpp"
+#include "process.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct node_config : netchan::config {
+  node_config() {
+    test::add_test_types(*this);
+  }
+};
+
+/// One node in the test process: an actor system and its netchan node.
+struct local_node {
+  node_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::optional<netchan::node> node;
+  caf::error start_error;
+
+  explicit local_node(std::vector<std::string> args) {
+    if (auto err = cfg.load(std::move(args))) {
+      start_error = err;
+      return;
+    }
+    sys = std::make_unique<caf::actor_system>(cfg);
+    auto n = netchan::node::start(*sys);
+    if (n)
+      node.emplace(std::move(*n));
+    else
+      start_error = n.error();
+  }
+
+  ~local_node() {
+    if (node)
+      node->shutdown();
+    node.reset();
+  }
+
+  netchan::node& get() {
+    if (!node)
+      BOOST_FAIL("node did not start: " << netchan::to_string(start_error));
+    return *node;
+  }
+};
+
+/// A peer process serving channels; `where(name)` is its channel's address.
+struct peer {
+  std::unique_ptr<test::child> proc;
+  uint16_t port = 0;
+
+  peer(std::vector<std::string> own, const std::vector<std::string>& config) {
+    own.insert(own.begin(), "serve");
+    own.push_back("--");
+    own.insert(own.end(), config.begin(), config.end());
+    proc = std::make_unique<test::child>(NETCHAN_TEST_PEER, own);
+    auto ready = proc->wait_for("ready port=", 30s);
+    if (!ready)
+      BOOST_FAIL("peer did not start: " << proc->transcript());
+    port = static_cast<uint16_t>(std::stoul(*ready));
+  }
+
+  ~peer() {
+    proc->close_stdin();
+    proc->wait(10s);
+  }
+
+  std::string where(const std::string& name) const {
+    return "127.0.0.1:" + std::to_string(port) + "/" + name;
+  }
+};
+
+struct fixture {
+  ::pki::temp_dir dir;
+  test::pki pki{dir.path(), "cluster-ca"};
+  test::node_certs server = pki.issue("server");
+  test::node_certs client = pki.issue("client");
+
+  std::vector<std::string> listen_args(uint16_t port = 0) const {
+    auto args = server.args();
+    args.push_back("--netchan.listen=127.0.0.1:" + std::to_string(port));
+    return args;
+  }
+};
+
+template <class T>
+std::pair<netchan::sender<T>, netchan::receiver<T>>
+open_or_fail(netchan::node& n, const std::string& where) {
+  auto ch = n.open<T>(where);
+  if (!ch)
+    BOOST_FAIL("open " << where << ": " << netchan::to_string(ch.error()));
+  return *ch;
+}
+
+/// Writes `bytes` to 127.0.0.1:port from a plain TCP socket and closes it.
+void send_raw(uint16_t port, const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE_EQUAL(::connect(fd, reinterpret_cast<sockaddr*>(&addr),
+                                sizeof(addr)),
+                      0);
+  BOOST_REQUIRE_EQUAL(::write(fd, bytes.data(), bytes.size()),
+                      static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+/// A good client still gets through: the node kept serving.
+void require_node_serves(const fixture& f, const peer& p) {
+  local_node good{f.client.args()};
+  auto [tx, rx] = open_or_fail<int32_t>(good.get(), p.where("ping"));
+  BOOST_REQUIRE(!tx.send(7));
+  auto got = rx.receive_for(30s);
+  BOOST_REQUIRE(got);
+  BOOST_CHECK_EQUAL(*got, 7);
+}
+
+void require_error(const caf::error& err, netchan::errc code,
+                   const std::string& needle) {
+  BOOST_REQUIRE_MESSAGE(err, "expected an error naming " << needle);
+  auto text = netchan::to_string(err);
+  BOOST_TEST_MESSAGE(text);
+  BOOST_CHECK_MESSAGE(netchan::is(err, code), text);
+  BOOST_CHECK_MESSAGE(text.find(needle) != std::string::npos,
+                      "'" << text << "' should name '" << needle << "'");
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(net, fixture)
+
+// -- values between processes ---------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_user_struct_crosses_to_another_process_and_back) {
+  peer p{{"--echo", "in:out"}, listen_args()};
+  local_node me{client.args()};
+  auto [in_tx, in_rx] = open_or_fail<test::job>(me.get(), p.where("in"));
+  auto [out_tx, out_rx] = open_or_fail<test::job>(me.get(), p.where("out"));
+  test::job sent{"checksum", {0, 1, 2, 254, 255}, -42};
+  BOOST_REQUIRE(!in_tx.send(sent));
+  auto back = out_rx.receive_for(30s);
+  if (!back)
+    BOOST_FAIL("no echo: " << netchan::to_string(back.error()));
+  BOOST_CHECK(*back == sent);
+}
+
+BOOST_AUTO_TEST_CASE(a_remote_unbuffered_send_waits_for_a_receiver) {
+  peer p{{"--channel", "rv:int:0"}, listen_args()};
+  local_node me{client.args()};
+  auto [tx, rx] = open_or_fail<int32_t>(me.get(), p.where("rv"));
+  BOOST_CHECK_EQUAL(tx.cap(), 0u);
+  auto err = tx.send_for(1, 200ms);
+  BOOST_CHECK(netchan::is(err, netchan::errc::timeout));
+  BOOST_CHECK_EQUAL(*tx.len(), 0u);
+  auto receiver = std::async(std::launch::async, [rx = rx] {
+    return rx.receive_for(30s);
+  });
+  err = tx.send_for(2, 30s);
+  BOOST_CHECK_MESSAGE(!err, netchan::to_string(err));
+  auto got = receiver.get();
+  BOOST_REQUIRE(got);
+  BOOST_CHECK_EQUAL(*got, 2); // the timed-out 1 was withdrawn, not delivered
+}
+
+// -- errors that say what to fix ------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(an_unknown_channel_name_lists_the_nodes_channels) {
+  peer p{{"--channel", "jobs:int:1", "--channel", "results:int:1"},
+         listen_args()};
+  local_node me{client.args()};
+  auto ch = me.get().open<int32_t>(p.where("jbos"));
+  BOOST_REQUIRE(!ch);
+  require_error(ch.error(), netchan::errc::unknown_channel, "jobs, results");
+}
+
+BOOST_AUTO_TEST_CASE(opening_with_the_wrong_type_names_both_types) {
+  peer p{{"--channel", "jobs:int:1"}, listen_args()};
+  local_node me{client.args()};
+  auto ch = me.get().open<std::string>(p.where("jobs"));
+  BOOST_REQUIRE(!ch);
+  require_error(ch.error(), netchan::errc::type_mismatch, "@i32");
+  BOOST_CHECK(netchan::to_string(ch.error()).find("@str") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(an_oversized_value_is_refused_by_the_owner) {
+  auto args = listen_args();
+  args.push_back("--netchan.max-message-size=64");
+  peer p{{"--channel", "small:str:1"}, args};
+  local_node me{client.args()}; // our own limit is the default 16 MiB
+  auto [tx, rx] = open_or_fail<std::string>(me.get(), p.where("small"));
+  require_error(tx.send(std::string(1000, 'x')),
+                netchan::errc::message_too_large, "max-message-size");
+  BOOST_CHECK(!tx.send("fits"));
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_connection_says_so) {
+  uint16_t port;
+  { // a port that nobody listens on any more
+    peer p{{}, listen_args()};
+    port = p.port;
+  }
+  local_node me{client.args()};
+  auto ch = me.get().open<int32_t>("127.0.0.1:" + std::to_string(port) + "/x");
+  BOOST_REQUIRE(!ch);
+  require_error(ch.error(), netchan::errc::connect_failed, "refused");
+}
+
+// -- an owner that dies and comes back ------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_killed_owner_fails_old_handles_and_open_works_again) {
+  auto p = std::make_unique<peer>(
+    std::vector<std::string>{"--channel", "q:int:1"}, listen_args());
+  auto port = p->port;
+  local_node me{client.args()};
+  auto [tx, rx] = open_or_fail<int32_t>(me.get(), p->where("q"));
+  BOOST_REQUIRE(!tx.send(1));
+  BOOST_REQUIRE_EQUAL(*rx.receive(), 1);
+  auto blocked = std::async(std::launch::async, [rx = rx] {
+    return rx.receive();
+  });
+  p->proc->kill();
+  BOOST_REQUIRE(blocked.wait_for(60s) == std::future_status::ready);
+  auto got = blocked.get();
+  BOOST_REQUIRE(!got);
+  BOOST_CHECK(netchan::is(got.error(), netchan::errc::peer_down));
+  BOOST_CHECK(netchan::is(tx.send(2), netchan::errc::peer_down));
+  p.reset();
+  peer again{{"--channel", "q:int:1"}, listen_args(port)};
+  BOOST_REQUIRE_EQUAL(again.port, port);
+  auto [tx2, rx2] = open_or_fail<int32_t>(me.get(), again.where("q"));
+  BOOST_REQUIRE(!tx2.send(3));
+  BOOST_CHECK_EQUAL(*rx2.receive(), 3);
+  BOOST_CHECK(netchan::is(tx.send(4), netchan::errc::peer_down)); // stays failed
+}
+
+// -- security: mutual TLS with the cluster CA -----------------------------------
+
+BOOST_AUTO_TEST_CASE(a_client_with_a_certificate_from_another_ca_is_refused) {
+  peer p{{"--channel", "ping:int:1"}, listen_args()};
+  test::pki other{dir.path(), "other-ca"};
+  auto stranger = other.issue("stranger");
+  {
+    local_node me{stranger.args()};
+    auto ch = me.get().open<int32_t>(p.where("ping"));
+    BOOST_REQUIRE(!ch);
+    require_error(ch.error(), netchan::errc::tls_failed, "certificate");
+  }
+  require_node_serves(*this, p);
+}
+
+BOOST_AUTO_TEST_CASE(an_anonymous_client_is_refused) {
+  peer p{{"--channel", "ping:int:1"}, listen_args()};
+  {
+    local_node me{{"--netchan.insecure"}};
+    auto ch = me.get().open<int32_t>(p.where("ping"));
+    BOOST_REQUIRE(!ch);
+    require_error(ch.error(), netchan::errc::tls_failed, "certificate");
+  }
+  require_node_serves(*this, p);
+}
+
+BOOST_AUTO_TEST_CASE(garbage_bytes_on_the_port_do_not_stop_the_node) {
+  peer p{{"--channel", "ping:int:1"}, listen_args()};
+  send_raw(p.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  send_raw(p.port, std::string(4096, '\xff'));
+  send_raw(p.port, "");
+  require_node_serves(*this, p);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_without_certificates_refuses_to_start) {
+  local_node me{{"--netchan.listen=127.0.0.1:0"}};
+  BOOST_REQUIRE(!me.node);
+  require_error(me.start_error, netchan::errc::invalid_config,
+                "make-dev-certs");
+}
+
+BOOST_AUTO_TEST_CASE(an_insecure_node_stays_on_loopback) {
+  local_node me{{"--netchan.insecure", "--netchan.listen=0.0.0.0:0"}};
+  BOOST_REQUIRE(!me.node);
+  require_error(me.start_error, netchan::errc::invalid_config, "loopback");
+}
+
+BOOST_AUTO_TEST_CASE(an_expired_certificate_is_refused_at_start) {
+  auto old = pki.issue("old", test::cert_kind::expired);
+  local_node me{old.args()};
+  BOOST_REQUIRE(!me.node);
+  require_error(me.start_error, netchan::errc::invalid_config, "expired");
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_key_passphrase_is_refused_at_start) {
+  auto locked = pki.issue("locked", test::cert_kind::encrypted);
+  locked.passphrase = "wrong";
+  auto args = locked.args();
+  local_node me{args};
+  BOOST_REQUIRE(!me.node);
+  require_error(me.start_error, netchan::errc::invalid_config, "passphrase");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

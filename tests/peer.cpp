@@ -1,0 +1,154 @@
+// netchan-test-peer: the other process of multi-process tests.
+//
+//   netchan-test-peer serve [--channel NAME:TYPE:CAP]... [--echo IN:OUT]
+//                     -- CONFIG-ARGS...
+//     listens (CONFIG-ARGS say where and with which certificates), hosts
+//     the channels, optionally echoes every job from IN to OUT, prints
+//     "ready port=N" and serves until its stdin closes.
+//   netchan-test-peer stream --to HOST:PORT/NAME --count N -- CONFIG-ARGS...
+//     sends the u64 values 1..N, prints "sent N" or "error: ...".
+//   netchan-test-peer touch --to HOST:PORT/NAME -- CONFIG-ARGS...
+//     sends one u64, prints "touched", then waits (to be killed).
+//
+// TYPE is one of: int, u64, str, job.
+
+#include <cstdint>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+
+#include "job.hpp"
+#include "netchan/netchan.hpp"
+
+namespace {
+
+struct peer_config : netchan::config {
+  peer_config() {
+    test::add_test_types(*this);
+  }
+};
+
+void wait_for_stdin_eof() {
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    // nothing: the test closes our stdin when it is done
+  }
+}
+
+template <class T>
+caf::error host(netchan::node& n, const std::string& name, size_t cap) {
+  auto ch = n.create<T>(name, cap);
+  return ch ? caf::error{} : ch.error();
+}
+
+int fail(const std::string& what) {
+  std::cout << "error: " << what << std::endl;
+  return 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> own;
+  std::vector<std::string> config_args;
+  bool after_dashes = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (!after_dashes && a == "--")
+      after_dashes = true;
+    else
+      (after_dashes ? config_args : own).push_back(a);
+  }
+  if (own.empty())
+    return fail("usage: see tests/peer.cpp");
+  peer_config cfg;
+  if (auto err = cfg.load(config_args))
+    return fail(netchan::to_string(err));
+  caf::actor_system sys{cfg};
+  auto started = netchan::node::start(sys);
+  if (!started)
+    return fail(netchan::to_string(started.error()));
+  auto n = *started;
+  auto mode = own[0];
+  std::string target;
+  std::string echo;
+  uint64_t count = 0;
+  std::vector<std::string> channels;
+  for (size_t i = 1; i + 1 < own.size(); i += 2) {
+    if (own[i] == "--channel")
+      channels.push_back(own[i + 1]);
+    else if (own[i] == "--echo")
+      echo = own[i + 1];
+    else if (own[i] == "--to")
+      target = own[i + 1];
+    else if (own[i] == "--count")
+      count = std::stoull(own[i + 1]);
+  }
+  int rc = 0;
+  if (mode == "serve") {
+    for (auto& spec : channels) {
+      auto c1 = spec.find(':');
+      auto c2 = spec.rfind(':');
+      auto name = spec.substr(0, c1);
+      auto type = spec.substr(c1 + 1, c2 - c1 - 1);
+      auto cap = std::stoul(spec.substr(c2 + 1));
+      caf::error err;
+      if (type == "int")
+        err = host<int32_t>(n, name, cap);
+      else if (type == "u64")
+        err = host<uint64_t>(n, name, cap);
+      else if (type == "str")
+        err = host<std::string>(n, name, cap);
+      else if (type == "job")
+        err = host<test::job>(n, name, cap);
+      else
+        return fail("unknown type " + type);
+      if (err)
+        return fail(netchan::to_string(err));
+    }
+    std::thread echoer;
+    if (!echo.empty()) {
+      auto colon = echo.find(':');
+      auto in = n.create<test::job>(echo.substr(0, colon), 1);
+      auto out = n.create<test::job>(echo.substr(colon + 1), 1);
+      if (!in || !out)
+        return fail("echo channels");
+      // Decodes and re-encodes every job: a serialization gap shows here.
+      echoer = std::thread{[rx = in->second, tx = out->first] {
+        for (;;) {
+          auto j = rx.receive();
+          if (!j || tx.send(*j))
+            return; // the node shut down
+        }
+      }};
+    }
+    std::cout << "ready port=" << n.port() << std::endl;
+    wait_for_stdin_eof();
+    n.shutdown();
+    if (echoer.joinable())
+      echoer.join();
+  } else if (mode == "stream" || mode == "touch") {
+    auto ch = n.open<uint64_t>(target);
+    if (!ch)
+      return fail(netchan::to_string(ch.error()));
+    auto tx = ch->first;
+    if (mode == "touch") {
+      if (auto err = tx.send(0))
+        return fail(netchan::to_string(err));
+      std::cout << "touched" << std::endl;
+      wait_for_stdin_eof();
+    } else {
+      for (uint64_t i = 1; i <= count; ++i)
+        if (auto err = tx.send(i))
+          return fail("at " + std::to_string(i) + ": "
+                      + netchan::to_string(err));
+      std::cout << "sent " << count << std::endl;
+    }
+  } else {
+    rc = fail("unknown mode " + mode);
+  }
+  return rc;
+}

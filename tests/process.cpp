@@ -1,0 +1,147 @@
+#include "process.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <poll.h>
+#include <stdexcept>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace test {
+
+child::child(const std::string& program, const std::vector<std::string>& args) {
+  int out_pipe[2];
+  int in_pipe[2];
+  if (::pipe(out_pipe) != 0 || ::pipe(in_pipe) != 0)
+    throw std::runtime_error("pipe failed");
+  pid_ = ::fork();
+  if (pid_ < 0)
+    throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::dup2(out_pipe[1], STDOUT_FILENO);
+    ::dup2(in_pipe[0], STDIN_FILENO);
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    ::close(in_pipe[0]);
+    ::close(in_pipe[1]);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(program.c_str()));
+    for (auto& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(program.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(in_pipe[0]);
+  out_ = out_pipe[0];
+  in_ = in_pipe[1];
+}
+
+child::~child() {
+  if (!exited_) {
+    kill();
+    wait(std::chrono::seconds{10});
+  }
+  if (out_ >= 0)
+    ::close(out_);
+  if (in_ >= 0)
+    ::close(in_);
+}
+
+std::optional<std::string> child::read_line(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+      auto line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      return line;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || out_ < 0)
+      return std::nullopt;
+    pollfd pfd{out_, POLLIN, 0};
+    auto rc = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno == EINTR)
+      continue;
+    if (rc <= 0)
+      return std::nullopt;
+    char buf[4096];
+    auto n = ::read(out_, buf, sizeof(buf));
+    if (n <= 0) {
+      ::close(out_);
+      out_ = -1;
+      return std::nullopt;
+    }
+    buffer_.append(buf, static_cast<size_t>(n));
+    transcript_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+std::optional<std::string> child::wait_for(const std::string& prefix,
+                                           std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    auto line = read_line(left);
+    if (!line)
+      return std::nullopt;
+    if (line->compare(0, prefix.size(), prefix) == 0)
+      return line->substr(prefix.size());
+  }
+}
+
+void child::close_stdin() {
+  if (in_ >= 0) {
+    ::close(in_);
+    in_ = -1;
+  }
+}
+
+void child::kill() {
+  if (!exited_ && pid_ > 0)
+    ::kill(pid_, SIGKILL);
+}
+
+int child::wait(std::chrono::milliseconds timeout) {
+  if (exited_)
+    return status_;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    auto rc = ::waitpid(pid_, &status, WNOHANG);
+    if (rc == pid_) {
+      exited_ = true;
+      status_ = WIFEXITED(status) ? WEXITSTATUS(status)
+                                  : 128 + WTERMSIG(status);
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      exited_ = true;
+      status_ = -1;
+      return -1;
+    }
+    // Wait for the exit event itself: a pidfd becomes readable when the
+    // child exits (bounded by the deadline).
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (pidfd >= 0) {
+      pollfd pfd{pidfd, POLLIN, 0};
+      ::poll(&pfd, 1, static_cast<int>(std::max<long>(left.count(), 1)));
+      ::close(pidfd);
+    } else if (out_ >= 0) {
+      read_line(std::min(left, std::chrono::milliseconds{50}));
+    }
+  }
+}
+
+} // namespace test
