@@ -6,12 +6,15 @@
 //     the channels, optionally echoes every job from IN to OUT, prints
 //     "ready port=N" and serves until its stdin closes.
 //   netchan-test-peer stream --to HOST:PORT/NAME --count N -- CONFIG-ARGS...
-//     sends the u64 values 1..N, prints "sent N" or "error: ...".
+//     sends the u64 values 1..N (N = 0: until its stdin closes), prints
+//     "streaming" once the first value is sent, then "sent N" or
+//     "error: ...".
 //   netchan-test-peer touch --to HOST:PORT/NAME -- CONFIG-ARGS...
 //     sends one u64, prints "touched", then waits (to be killed).
 //
 // TYPE is one of: int, u64, str, job.
 
+#include <atomic>
 #include <cstdint>
 #include <iostream>
 #include <string>
@@ -141,11 +144,27 @@ int main(int argc, char** argv) {
       std::cout << "touched" << std::endl;
       wait_for_stdin_eof();
     } else {
-      for (uint64_t i = 1; i <= count; ++i)
-        if (auto err = tx.send(i))
-          return fail("at " + std::to_string(i) + ": "
-                      + netchan::to_string(err));
-      std::cout << "sent " << count << std::endl;
+      std::atomic<bool> stop{false};
+      std::thread watcher;
+      if (count == 0)
+        watcher = std::thread{[&stop] {
+          wait_for_stdin_eof();
+          stop = true;
+        }};
+      uint64_t sent = 0;
+      caf::error err;
+      while ((count == 0 && !stop) || (count != 0 && sent < count)) {
+        if ((err = tx.send(sent + 1)))
+          break;
+        if (++sent == 1)
+          std::cout << "streaming" << std::endl;
+      }
+      if (watcher.joinable())
+        watcher.join();
+      if (err)
+        return fail("at " + std::to_string(sent + 1) + ": "
+                    + netchan::to_string(err));
+      std::cout << "sent " << sent << std::endl;
     }
   } else {
     rc = fail("unknown mode " + mode);
