@@ -6,6 +6,8 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
+#include "netchan/config.hpp"
+
 namespace netchan::detail {
 
 /// What a channel is: its name, element type and capacity, and the largest
@@ -14,7 +16,7 @@ struct channel_spec {
   std::string name;
   std::string type_name;
   size_t capacity = 1;
-  size_t max_message_size = 16u * 1024u * 1024u;
+  size_t max_message_size = default_max_message_size;
 };
 
 /// Spawns the actor that owns one channel. It must be stopped with an exit

@@ -1,14 +1,53 @@
 #include "directory.hpp"
 
 #include <map>
+#include <mutex>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include "channel_actor.hpp"
 #include "netchan/errc.hpp"
 
 namespace netchan::detail {
+
+caf::expected<channel_address> parse_host_port(const std::string& text) {
+  auto bad = [&] {
+    return make_error(errc::invalid_argument,
+                      "'" + text + "' is not host:port (e.g. 127.0.0.1:7000)");
+  };
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+    return bad();
+  auto host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  auto digits = text.substr(colon + 1);
+  if (digits.find_first_not_of("0123456789") != std::string::npos
+      || digits.size() > 5)
+    return bad();
+  auto port = std::stoul(digits);
+  if (port > 65535)
+    return bad();
+  return channel_address{host, static_cast<uint16_t>(port), {}};
+}
+
+caf::expected<channel_address> parse_channel_address(const std::string& where) {
+  auto slash = where.rfind('/');
+  if (slash == std::string::npos || slash + 1 == where.size())
+    return make_error(errc::invalid_argument,
+                      "'" + where + "' is not host:port/name");
+  auto result = parse_host_port(where.substr(0, slash));
+  if (result)
+    result->name = where.substr(slash + 1);
+  return result;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.compare(0, 4, "127.") == 0;
+}
 
 namespace {
 
@@ -18,10 +57,20 @@ struct entry {
   uint64_t capacity;
 };
 
+using lookup_result = caf::result<caf::actor, std::string, uint64_t>;
+
 class directory_actor : public caf::event_based_actor {
 public:
-  directory_actor(caf::actor_config& cfg, std::string node_name)
-    : caf::event_based_actor(cfg), node_name_(std::move(node_name)) {
+  directory_actor(caf::actor_config& cfg, directory_spec spec)
+    : caf::event_based_actor(cfg), spec_(std::move(spec)) {
+    set_down_handler([this](caf::down_msg& msg) {
+      for (auto i = remotes_.begin(); i != remotes_.end();)
+        i = i->second.address() == msg.source ? remotes_.erase(i)
+                                              : std::next(i);
+      for (auto i = channels_.begin(); i != channels_.end();)
+        i = i->second.channel.address() == msg.source ? channels_.erase(i)
+                                                      : std::next(i);
+    });
   }
 
   const char* name() const override {
@@ -35,14 +84,20 @@ public:
         return create(std::move(name), std::move(type_name), capacity,
                       max_size);
       },
-      [this](lookup_atom, const std::string& name)
-        -> caf::result<caf::actor, std::string, uint64_t> {
-        auto i = channels_.find(name);
-        if (i == channels_.end())
-          return make_error(errc::unknown_channel,
-                            "node '" + node_name_ + "' has no channel '" + name
-                              + "'; it has: " + names());
-        return {i->second.channel, i->second.type_name, i->second.capacity};
+      [this](adopt_atom, std::string& id, caf::actor& ch,
+             std::string& type_name, uint64_t capacity) {
+        monitor(ch); // forgotten when its last local handle stops it
+        channels_.emplace(std::move(id),
+                          entry{std::move(ch), std::move(type_name), capacity});
+      },
+      [this](lookup_atom, const std::string& name) -> lookup_result {
+        return lookup(name);
+      },
+      [this](resolve_atom, const std::string& where) -> lookup_result {
+        return resolve(where);
+      },
+      [this](address_atom, std::string& address) {
+        address_ = std::move(address);
       },
       [this](list_atom) { return names(); },
     };
@@ -50,35 +105,112 @@ public:
 
   void on_exit() override {
     for (auto& [name, e] : channels_)
-      anon_send_exit(e.channel, caf::exit_reason::user_shutdown);
+      if (name.front() != '#') // adopted channels belong to their handles
+        anon_send_exit(e.channel, caf::exit_reason::user_shutdown);
     channels_.clear();
   }
 
 private:
   caf::result<caf::actor> create(std::string name, std::string type_name,
                                  uint64_t capacity, uint64_t max_size) {
-    if (name.empty() || name.find('/') != std::string::npos)
+    if (name.empty() || name.find('/') != std::string::npos || name[0] == '#')
       return make_error(errc::invalid_argument,
-                        "a channel name must be non-empty and contain no '/'");
+                        "a channel name must be non-empty, contain no '/' "
+                        "and not start with '#'");
     if (auto i = channels_.find(name); i != channels_.end()) {
       auto& e = i->second;
       if (e.type_name != type_name || e.capacity != capacity)
         return make_error(errc::invalid_argument,
-                          "node '" + node_name_ + "' already hosts channel '"
-                            + name + "' of " + e.type_name + " with capacity "
+                          "node '" + spec_.node_name
+                            + "' already hosts channel '" + name + "' of "
+                            + e.type_name + " with capacity "
                             + std::to_string(e.capacity));
       return e.channel;
     }
     channel_spec spec{name, type_name, capacity, max_size};
     auto ch = spawn_channel(system(), spec);
-    channels_.emplace(std::move(name), entry{ch, std::move(type_name),
-                                             capacity});
+    channels_.emplace(std::move(name),
+                      entry{ch, std::move(type_name), capacity});
     return ch;
+  }
+
+  lookup_result lookup(const std::string& name) {
+    auto i = channels_.find(name);
+    if (i == channels_.end())
+      return make_error(errc::unknown_channel,
+                        "node '" + spec_.node_name + "' has no channel '"
+                          + name + "'; it has: " + names());
+    return {i->second.channel, i->second.type_name, i->second.capacity};
+  }
+
+  bool is_self(const channel_address& where) const {
+    auto self = parse_host_port(address_);
+    if (!self || self->port != where.port)
+      return false;
+    return self->host == where.host
+           || (is_loopback(self->host) && is_loopback(where.host));
+  }
+
+  lookup_result resolve(const std::string& text) {
+    auto where = parse_channel_address(text);
+    if (!where)
+      return std::move(where.error());
+    if (is_self(*where))
+      return lookup(where->name);
+    auto rp = make_response_promise<caf::actor, std::string, uint64_t>();
+    ask_remote(*where, rp, true);
+    return rp;
+  }
+
+  /// Looks `where` up at its node, dialling it if not connected. A cached
+  /// connection that fails is dropped and dialled once more.
+  void ask_remote(const channel_address& where,
+                  caf::typed_response_promise<caf::actor, std::string, uint64_t>
+                    rp,
+                  bool may_retry) {
+    auto key = where.node();
+    auto i = remotes_.find(key);
+    if (i == remotes_.end()) {
+      auto mm = system().openssl_manager().actor_handle();
+      request(mm, spec_.connect_timeout, caf::connect_atom::value, where.host,
+              where.port)
+        .then(
+          [=](caf::node_id&, caf::strong_actor_ptr& ptr,
+              std::set<std::string>&) mutable {
+            if (!ptr) {
+              rp.deliver(make_error(errc::connect_failed,
+                                    key + " is reachable but publishes no "
+                                          "netchan directory"));
+              return;
+            }
+            auto dir = caf::actor_cast<caf::actor>(std::move(ptr));
+            monitor(dir);
+            remotes_[key] = dir;
+            ask_remote(where, rp, false);
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return;
+    }
+    request(i->second, spec_.request_timeout, lookup_atom::value, where.name)
+      .then(
+        [=](caf::actor& ch, std::string& type_name, uint64_t cap) mutable {
+          rp.deliver(std::move(ch), std::move(type_name), cap);
+        },
+        [=](caf::error& err) mutable {
+          if (err.category() == errc_category || !may_retry) {
+            rp.deliver(std::move(err));
+            return;
+          }
+          remotes_.erase(key);
+          ask_remote(where, rp, false);
+        });
   }
 
   std::string names() const {
     std::string result;
     for (auto& [name, e] : channels_) {
+      if (name.front() == '#')
+        continue;
       if (!result.empty())
         result += ", ";
       result += name;
@@ -86,14 +218,69 @@ private:
     return result.empty() ? "(none)" : result;
   }
 
-  std::string node_name_;
+  directory_spec spec_;
+  std::string address_;
   std::map<std::string, entry> channels_;
+  std::map<std::string, caf::actor> remotes_;
 };
 
 } // namespace
 
-caf::actor spawn_directory(caf::actor_system& sys, std::string node_name) {
-  return sys.spawn<directory_actor>(std::move(node_name));
+caf::error explain_resolve_error(caf::error err, const std::string& node,
+                                 const std::function<std::string()>& diagnose) {
+  if (err.category() == errc_category)
+    return err;
+  auto text = netchan::to_string(err);
+  if (err == caf::sec::disconnect_during_handshake)
+    return make_error(errc::tls_failed, "TLS handshake with " + node
+                                          + " failed: " + diagnose());
+  if (text.find("no such host") != std::string::npos)
+    return make_error(errc::connect_failed,
+                      "unknown host in " + node + ": " + text);
+  if (err == caf::sec::cannot_connect_to_node) {
+    if (text.find("ip_connect") != std::string::npos)
+      return make_error(errc::connect_failed,
+                        "cannot connect to " + node
+                          + ": connection refused; is a netchan node "
+                            "listening there?");
+    // A TLS client talking to a plaintext port ends up here.
+    return make_error(errc::tls_failed,
+                      "cannot connect to " + node + ": " + diagnose());
+  }
+  if (err == caf::sec::request_timeout)
+    return make_error(errc::peer_down,
+                      "node " + node + " did not answer in time "
+                      "(netchan.connect-timeout / netchan.request-timeout)");
+  return make_error(errc::peer_down, "node " + node + " is unreachable: " + text);
+}
+
+namespace {
+
+std::mutex local_nodes_mtx;
+std::map<caf::actor_system*, local_node> local_nodes;
+
+} // namespace
+
+void register_local_node(caf::actor_system& sys, local_node info) {
+  std::lock_guard<std::mutex> guard{local_nodes_mtx};
+  local_nodes[&sys] = std::move(info);
+}
+
+void unregister_local_node(caf::actor_system& sys) {
+  std::lock_guard<std::mutex> guard{local_nodes_mtx};
+  local_nodes.erase(&sys);
+}
+
+std::optional<local_node> find_local_node(caf::actor_system& sys) {
+  std::lock_guard<std::mutex> guard{local_nodes_mtx};
+  auto i = local_nodes.find(&sys);
+  if (i == local_nodes.end())
+    return std::nullopt;
+  return i->second;
+}
+
+caf::actor spawn_directory(caf::actor_system& sys, directory_spec spec) {
+  return sys.spawn<directory_actor>(std::move(spec));
 }
 
 } // namespace netchan::detail

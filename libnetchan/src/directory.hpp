@@ -1,27 +1,88 @@
 #pragma once
 
-// The directory: the actor a node publishes on its TLS port. Other nodes ask
-// it for a channel by name; it answers with the channel actor, its element
-// type and capacity.
+// The directory: the actor a node publishes on its TLS port, and the one
+// place that turns "host:port/name" into a channel actor. Other nodes ask it
+// for a channel by name; local handles (opened, or received inside values)
+// ask it to resolve addresses, local or remote. It keeps one connection per
+// remote node and forgets a node when its proxy goes down, so a restarted
+// node is dialled afresh.
 
+#include <functional>
+#include <optional>
 #include <string>
 
 #include <caf/actor.hpp>
+#include <caf/expected.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
 
 namespace netchan::detail {
 
 /// (create, name, type_name, capacity, max_message_size) -> channel actor.
 /// Local only: the node's own thread registers channels.
 using create_atom = caf::atom_constant<caf::atom("nc_create")>;
+/// (adopt, id, channel, type_name, capacity): makes an anonymous channel
+/// reachable as "host:port/<id>" (its handle is about to leave the process).
+/// One-way, local only.
+using adopt_atom = caf::atom_constant<caf::atom("nc_adopt")>;
 /// (lookup, name) -> (channel actor, type_name, capacity) | unknown_channel.
 using lookup_atom = caf::atom_constant<caf::atom("nc_lookup")>;
+/// (resolve, "host:port/name") -> (channel actor, type_name, capacity):
+/// local lookup or connect + remote lookup. CAF's own errors come back
+/// unchanged, for the caller to explain.
+using resolve_atom = caf::atom_constant<caf::atom("nc_resolve")>;
+/// (address, "host:port"): where this node listens, once it does. One-way.
+using address_atom = caf::atom_constant<caf::atom("nc_addr")>;
 /// (list) -> names of the hosted channels, comma-separated.
 using list_atom = caf::atom_constant<caf::atom("nc_list")>;
 
-/// Spawns the directory of node `node_name`. On exit it stops every channel
-/// it created, so that their users learn `peer_down`.
-caf::actor spawn_directory(caf::actor_system& sys, std::string node_name);
+/// What the directory needs to know to reach other nodes.
+struct directory_spec {
+  std::string node_name;
+  caf::timespan connect_timeout;
+  caf::timespan request_timeout;
+};
+
+/// Spawns the directory of a node. On exit it stops every channel it hosts,
+/// so that their users learn `peer_down`.
+caf::actor spawn_directory(caf::actor_system& sys, directory_spec spec);
+
+/// Splits "host:port/name"; fails with `errc::invalid_argument`.
+struct channel_address {
+  std::string host;
+  uint16_t port = 0;
+  std::string name;
+
+  std::string node() const {
+    return host + ":" + std::to_string(port);
+  }
+};
+
+caf::expected<channel_address> parse_channel_address(const std::string& where);
+
+/// Parses "host:port" (IPv6 hosts in brackets).
+caf::expected<channel_address> parse_host_port(const std::string& text);
+
+bool is_loopback(const std::string& host);
+
+/// Turns CAF's connection errors from resolving a channel on `node` into
+/// netchan errors whose sentence says what to fix; `diagnose` names the
+/// cause of a failed TLS handshake (it may take a moment: it handshakes).
+caf::error explain_resolve_error(caf::error err, const std::string& node,
+                                 const std::function<std::string()>& diagnose);
+
+/// The node of an actor system, for handles that cross process boundaries:
+/// an outgoing handle is published under this address, an incoming one is
+/// resolved through this directory.
+struct local_node {
+  caf::actor directory;
+  std::string address; ///< "host:port"; empty if the node does not listen
+  caf::timespan resolve_timeout;
+};
+
+void register_local_node(caf::actor_system& sys, local_node info);
+void unregister_local_node(caf::actor_system& sys);
+std::optional<local_node> find_local_node(caf::actor_system& sys);
 
 } // namespace netchan::detail

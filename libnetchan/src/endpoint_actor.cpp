@@ -9,11 +9,13 @@
 #include <random>
 #include <unordered_map>
 #include <variant>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 
 #include "netchan/errc.hpp"
+#include "directory.hpp"
 #include "protocol.hpp"
 
 namespace netchan::detail {
@@ -57,6 +59,13 @@ uint64_t random_id() {
 /// a blocked thread.
 using waiter = std::variant<caf::response_promise, thread_reply_ptr>;
 
+/// Where an endpoint's channel is still to be found.
+struct resolver {
+  std::string where;
+  caf::actor directory;
+  caf::timespan timeout;
+};
+
 class endpoint_actor : public caf::event_based_actor {
 public:
   endpoint_actor(caf::actor_config& cfg, caf::actor channel)
@@ -68,12 +77,20 @@ public:
     });
   }
 
+  endpoint_actor(caf::actor_config& cfg, resolver how, caf::error error)
+    : endpoint_actor(cfg, caf::actor{}) {
+    gone_ = std::move(error);
+    if (!gone_)
+      resolver_ = std::move(how);
+  }
+
   const char* name() const override {
     return "netchan.endpoint";
   }
 
   caf::behavior make_behavior() override {
-    monitor(channel_);
+    if (channel_)
+      monitor(channel_);
     return {
       [this](op_request& req) { start(std::move(req), make_response_promise()); },
       [this](call_atom, op_request& req, thread_reply_ptr& reply) {
@@ -96,6 +113,12 @@ private:
       op_result res;
       res.err = gone_;
       deliver(w, std::move(res));
+      return;
+    }
+    if (!channel_) {
+      held_.emplace_back(std::move(req), std::move(w));
+      if (held_.size() == 1)
+        resolve();
       return;
     }
     auto op = next_op_++;
@@ -194,6 +217,34 @@ private:
       std::get<thread_reply_ptr>(w)->deliver(std::move(res));
   }
 
+  /// A handle that arrived inside a value learns its channel actor from the
+  /// directory on first use; operations wait meanwhile.
+  void resolve() {
+    request(resolver_.directory, resolver_.timeout, resolve_atom::value,
+            resolver_.where)
+      .then(
+        [this](caf::actor& ch, std::string&, uint64_t) {
+          channel_ = std::move(ch);
+          monitor(channel_);
+          release_held();
+        },
+        [this](caf::error& err) {
+          auto node = resolver_.where.substr(0, resolver_.where.rfind('/'));
+          gone_ = explain_resolve_error(std::move(err), node, [] {
+            return std::string{"run node::open on the same address for a "
+                               "diagnosis of the TLS handshake"};
+          });
+          release_held();
+        });
+  }
+
+  void release_held() {
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& [req, w] : held)
+      start(std::move(req), std::move(w));
+  }
+
   void on_channel_down() {
     gone_ = make_error(errc::peer_down,
                        "the channel's owner has shut the channel down");
@@ -201,6 +252,12 @@ private:
   }
 
   void fail_all(const caf::error& err) {
+    for (auto& [req, w] : held_) {
+      op_result res;
+      res.err = err;
+      deliver(w, std::move(res));
+    }
+    held_.clear();
     auto pending = std::move(pending_);
     pending_.clear();
     for (auto& [op, w] : pending) {
@@ -216,12 +273,22 @@ private:
   uint64_t next_op_ = 1;
   std::unordered_map<uint64_t, waiter> pending_;
   caf::error gone_;
+  resolver resolver_;
+  std::vector<std::pair<op_request, waiter>> held_;
 };
 
 } // namespace
 
 caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel) {
   return sys.spawn<endpoint_actor>(std::move(channel));
+}
+
+caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
+                                    caf::actor directory, caf::timespan timeout,
+                                    caf::error error) {
+  return sys.spawn<endpoint_actor>(
+    resolver{std::move(where), std::move(directory), timeout},
+    std::move(error));
 }
 
 } // namespace netchan::detail

@@ -7,6 +7,7 @@
 #include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
 
 #include "netchan/detail/endpoint.hpp"
 
@@ -52,6 +53,13 @@ using thread_reply_ptr = std::shared_ptr<thread_reply>;
 /// sender id and sequence numbers, enforces deadlines by withdrawing, and
 /// acknowledges received values.
 caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel);
+
+/// Spawns an endpoint actor that first resolves `where` through `directory`
+/// (within `timeout`), holding operations until it knows the channel. With
+/// no directory, every operation fails with `error`.
+caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
+                                    caf::actor directory, caf::timespan timeout,
+                                    caf::error error);
 
 } // namespace netchan::detail
 

@@ -1,10 +1,13 @@
+#include <random>
+
 #include <caf/actor_system.hpp>
 #include <caf/send.hpp>
 
 #include "channel_actor.hpp"
+#include "directory.hpp"
 #include "endpoint_actor.hpp"
-#include "netchan/detail/endpoint.hpp"
 #include "netchan/config.hpp"
+#include "netchan/detail/endpoint.hpp"
 #include "netchan/errc.hpp"
 #include "protocol.hpp"
 
@@ -12,13 +15,29 @@ namespace netchan::detail {
 
 endpoint::endpoint(caf::actor_system& sys, caf::actor channel,
                    std::shared_ptr<channel_owner> owner, std::string type_name,
-                   size_t capacity, size_t max_message_size)
+                   size_t capacity, size_t max_message_size, std::string where)
   : sys_(&sys),
     actor_(spawn_endpoint(sys, std::move(channel))),
     owner_(std::move(owner)),
     type_name_(std::move(type_name)),
     capacity_(capacity),
-    max_message_size_(max_message_size) {
+    max_message_size_(max_message_size),
+    where_(std::move(where)) {
+}
+
+endpoint::endpoint(caf::actor_system& sys, std::string where,
+                   std::string type_name, size_t capacity,
+                   caf::actor directory, caf::timespan timeout,
+                   caf::error error)
+  : sys_(&sys),
+    actor_(spawn_resolving_endpoint(sys, where, std::move(directory), timeout,
+                                    std::move(error))),
+    type_name_(std::move(type_name)),
+    capacity_(capacity),
+    max_message_size_(default_max_message_size),
+    where_(std::move(where)) {
+  if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config()))
+    max_message_size_ = cfg->max_message_size;
 }
 
 endpoint::~endpoint() {
@@ -36,8 +55,67 @@ void endpoint::post(op_request req) const {
   caf::anon_send(actor_, std::move(req));
 }
 
+caf::expected<std::string> endpoint::global_address() const {
+  if (!where_.empty())
+    return where_;
+  if (owner_)
+    return owner_->publish(*sys_, type_name_, capacity_);
+  return make_error(errc::invalid_argument,
+                    "this handle has no address other nodes could use");
+}
+
 channel_owner::~channel_owner() {
   caf::anon_send_exit(channel_, caf::exit_reason::user_shutdown);
+}
+
+caf::expected<std::string> channel_owner::publish(caf::actor_system& sys,
+                                                  const std::string& type_name,
+                                                  size_t capacity) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!where_.empty())
+    return where_;
+  auto node = find_local_node(sys);
+  if (!node || node->address.empty())
+    return make_error(errc::invalid_argument,
+                      "a handle of an anonymous channel can only leave this "
+                      "process through a listening netchan node: start one "
+                      "(netchan::node::start with netchan.listen set)");
+  static thread_local std::mt19937_64 gen{std::random_device{}()};
+  auto id = "#" + std::to_string(gen());
+  caf::anon_send(node->directory, adopt_atom::value, id, channel_, type_name,
+                 static_cast<uint64_t>(capacity));
+  where_ = node->address + "/" + id;
+  return where_;
+}
+
+caf::error export_handle(const endpoint_ptr& ep, handle_ref& out) {
+  if (!ep)
+    return make_error(errc::invalid_argument,
+                      "an empty handle cannot be sent to another node");
+  auto where = ep->global_address();
+  if (!where)
+    return std::move(where.error());
+  out = handle_ref{std::move(*where), ep->type_name(), ep->capacity()};
+  return caf::none;
+}
+
+endpoint_ptr import_handle(caf::actor_system& sys, const handle_ref& ref) {
+  auto node = find_local_node(sys);
+  caf::actor directory;
+  caf::timespan timeout{};
+  caf::error error;
+  if (node) {
+    directory = node->directory;
+    timeout = node->resolve_timeout;
+  } else {
+    error = make_error(errc::invalid_argument,
+                       "a handle to " + ref.where
+                         + " arrived, but this process runs no netchan node "
+                           "to reach it: start one with netchan::node::start");
+  }
+  return std::make_shared<const endpoint>(sys, ref.where, ref.type_name,
+                                          ref.capacity, std::move(directory),
+                                          timeout, std::move(error));
 }
 
 caf::expected<std::pair<endpoint_ptr, endpoint_ptr>>

@@ -1,21 +1,16 @@
-// netchan::node: transport set-up (TLS checks, listening), the directory,
-// and opening channels on other nodes. Connections go through CAF's OpenSSL
-// middleman; automatic connections stay off (they would open a plaintext
-// port) and every request made here has a finite timeout.
+// netchan::node: transport set-up (TLS checks, listening) and the thread-side
+// entry points to the directory. Connections go through CAF's OpenSSL
+// middleman (directory.cpp); automatic connections stay off (they would open
+// a plaintext port) and every request has a finite timeout.
 
 #include "netchan/node.hpp"
 
 #include <iostream>
-#include <map>
 #include <mutex>
-#include <optional>
 
-#include <caf/event_based_actor.hpp>
-#include <caf/io/middleman_actor.hpp>
 #include <caf/openssl/all.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "channel_actor.hpp"
 #include "directory.hpp"
 #include "netchan/config.hpp"
 #include "netchan/errc.hpp"
@@ -24,97 +19,6 @@
 namespace netchan {
 
 namespace detail {
-
-namespace {
-
-struct host_port {
-  std::string host;
-  uint16_t port = 0;
-};
-
-/// Parses "host:port" (IPv6 hosts in brackets).
-caf::expected<host_port> parse_host_port(const std::string& text) {
-  auto bad = [&] {
-    return make_error(errc::invalid_argument,
-                      "'" + text + "' is not host:port (e.g. 127.0.0.1:7000)");
-  };
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
-    return bad();
-  auto host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  auto digits = text.substr(colon + 1);
-  if (digits.find_first_not_of("0123456789") != std::string::npos
-      || digits.size() > 5)
-    return bad();
-  auto port = std::stoul(digits);
-  if (port > 65535)
-    return bad();
-  return host_port{host, static_cast<uint16_t>(port)};
-}
-
-bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1"
-         || host.compare(0, 4, "127.") == 0;
-}
-
-std::string describe(const host_port& hp) {
-  return hp.host + ":" + std::to_string(hp.port);
-}
-
-/// Directories of other nodes, by "host:port". An entry goes when its node
-/// does (its proxy's down message), so that a restarted node is dialled
-/// afresh instead of asked through a dead proxy until a timeout.
-class remote_directories {
-public:
-  std::optional<caf::actor> find(const std::string& key) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    auto i = entries_.find(key);
-    if (i == entries_.end())
-      return std::nullopt;
-    return i->second;
-  }
-
-  void add(const std::string& key, caf::actor dir) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    entries_[key] = std::move(dir);
-  }
-
-  void forget(const std::string& key) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    entries_.erase(key);
-  }
-
-  void forget(const caf::actor_addr& dir) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    for (auto i = entries_.begin(); i != entries_.end();)
-      i = i->second.address() == dir ? entries_.erase(i) : std::next(i);
-  }
-
-  void clear() {
-    std::lock_guard<std::mutex> guard{mtx_};
-    entries_.clear();
-  }
-
-private:
-  std::mutex mtx_;
-  std::map<std::string, caf::actor> entries_;
-};
-
-using watch_atom = caf::atom_constant<caf::atom("nc_watch")>;
-
-/// Monitors remote directories and drops them from the cache when they go.
-caf::behavior directory_watcher(caf::event_based_actor* self,
-                                std::shared_ptr<remote_directories> cache) {
-  self->set_down_handler(
-    [cache](caf::down_msg& msg) { cache->forget(msg.source); });
-  return {
-    [self](watch_atom, const caf::actor& dir) { self->monitor(dir); },
-  };
-}
-
-} // namespace
 
 class node_state {
 public:
@@ -127,28 +31,35 @@ public:
   }
 
   caf::error start() {
-    directory_ = spawn_directory(sys_, cfg_.node_name);
-    watcher_ = sys_.spawn(directory_watcher, remote_);
-    if (cfg_.listen.empty())
-      return caf::none;
-    auto where = parse_host_port(cfg_.listen);
-    if (!where)
-      return make_error(errc::invalid_config, "netchan.listen: "
-                                                + netchan::to_string(
-                                                  where.error()));
-    if (!tls_.any() && !is_loopback(where->host))
-      return make_error(errc::invalid_config,
-                        "netchan.insecure=true confines a node to loopback, "
-                        "but netchan.listen is " + cfg_.listen
-                          + "; configure certificates to listen elsewhere");
-    auto port = caf::openssl::publish(directory_, where->port,
-                                      where->host.c_str(), false);
-    if (!port)
-      return make_error(errc::connect_failed,
-                        "cannot listen on " + cfg_.listen + ": "
-                          + netchan::to_string(port.error()));
-    host_ = where->host;
-    port_ = *port;
+    directory_ = spawn_directory(sys_, directory_spec{cfg_.node_name,
+                                                      cfg_.connect_timeout,
+                                                      cfg_.request_timeout});
+    if (!cfg_.listen.empty()) {
+      auto where = parse_host_port(cfg_.listen);
+      if (!where)
+        return make_error(errc::invalid_config,
+                          "netchan.listen: "
+                            + netchan::to_string(where.error()));
+      if (!tls_.any() && !is_loopback(where->host))
+        return make_error(errc::invalid_config,
+                          "netchan.insecure=true confines a node to loopback, "
+                          "but netchan.listen is "
+                            + cfg_.listen
+                            + "; configure certificates to listen elsewhere");
+      // reuse = true: a restarted node can take its port back at once.
+      auto port = caf::openssl::publish(directory_, where->port,
+                                        where->host.c_str(), true);
+      if (!port)
+        return make_error(errc::connect_failed,
+                          "cannot listen on " + cfg_.listen + ": "
+                            + netchan::to_string(port.error()));
+      host_ = where->host;
+      port_ = *port;
+      caf::anon_send(directory_, address_atom::value, address());
+    }
+    register_local_node(sys_, local_node{directory_,
+                                         port_ != 0 ? address() : "",
+                                         resolve_timeout()});
     return caf::none;
   }
 
@@ -156,14 +67,12 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     if (!directory_)
       return;
+    unregister_local_node(sys_);
     if (port_ != 0)
       caf::anon_send(sys_.openssl_manager().actor_handle(),
                      caf::unpublish_atom::value, directory_.address(), port_);
     caf::anon_send_exit(directory_, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(watcher_, caf::exit_reason::user_shutdown);
     directory_ = nullptr;
-    watcher_ = nullptr;
-    remote_->clear();
   }
 
   uint16_t port() const {
@@ -190,7 +99,8 @@ public:
                 static_cast<uint64_t>(cfg_.max_message_size))
       .receive(
         [&](caf::actor& ch) {
-          result = make_endpoints(std::move(ch), type_name, capacity);
+          auto where = port_ != 0 ? address() + "/" + name : std::string{};
+          result = make_endpoints(std::move(ch), type_name, capacity, where);
         },
         [&](caf::error& err) { result = std::move(err); });
     return result;
@@ -198,45 +108,32 @@ public:
 
   caf::expected<endpoint_pair> open(const std::string& where,
                                     const std::string& type_name) {
-    auto slash = where.rfind('/');
-    if (slash == std::string::npos || slash + 1 == where.size())
-      return make_error(errc::invalid_argument,
-                        "'" + where + "' is not host:port/name");
-    auto name = where.substr(slash + 1);
-    auto hp = parse_host_port(where.substr(0, slash));
-    if (!hp)
-      return std::move(hp.error());
-    // A cached connection may belong to a node that just died (its down
-    // message not yet seen): on a transport error, dial once more.
+    auto addr = parse_channel_address(where);
+    if (!addr)
+      return std::move(addr.error());
+    auto dir = directory();
+    if (!dir)
+      return stopped();
+    caf::scoped_actor self{sys_};
     caf::expected<endpoint_pair> result{caf::error{}};
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      auto dir = directory_of(*hp);
-      if (!dir)
-        return std::move(dir.error());
-      caf::error transport_error;
-      caf::scoped_actor self{sys_};
-      self->request(*dir, cfg_.request_timeout, lookup_atom::value, name)
-        .receive(
-          [&](caf::actor& ch, std::string& remote_type, uint64_t capacity) {
-            if (remote_type != type_name)
-              result = make_error(errc::type_mismatch,
-                                  "channel " + where + " carries "
-                                    + remote_type + ", but it was opened as "
-                                    + type_name);
-            else
-              result = make_endpoints(std::move(ch), type_name, capacity);
-          },
-          [&](caf::error& err) {
-            if (err.category() == errc_category)
-              result = std::move(err);
-            else
-              transport_error = std::move(err);
-          });
-      if (!transport_error)
-        return result;
-      forget(*hp);
-      result = lookup_error(std::move(transport_error), *hp);
-    }
+    self->request(dir, resolve_timeout(), resolve_atom::value, where)
+      .receive(
+        [&](caf::actor& ch, std::string& remote_type, uint64_t capacity) {
+          if (remote_type != type_name)
+            result = make_error(errc::type_mismatch,
+                                "channel " + where + " carries " + remote_type
+                                  + ", but it was opened as " + type_name);
+          else
+            result = make_endpoints(std::move(ch), type_name, capacity, where);
+        },
+        [&](caf::error& err) {
+          auto diagnose = [&] {
+            return diagnose_handshake(addr->host, addr->port, tls_,
+                                      std::chrono::milliseconds{2000});
+          };
+          result = explain_resolve_error(std::move(err), addr->node(),
+                                         diagnose);
+        });
     return result;
   }
 
@@ -252,7 +149,7 @@ public:
           if (names == "(none)")
             return;
           size_t pos = 0;
-          while (pos <= names.size()) {
+          for (;;) {
             auto comma = names.find(", ", pos);
             result.push_back(names.substr(pos, comma - pos));
             if (comma == std::string::npos)
@@ -270,102 +167,25 @@ private:
     return directory_;
   }
 
+  /// A resolution may dial (connect-timeout) and then ask (request-timeout).
+  caf::timespan resolve_timeout() const {
+    return cfg_.connect_timeout + 2 * cfg_.request_timeout;
+  }
+
   caf::error stopped() const {
     return make_error(errc::shut_down, "this netchan node was shut down");
   }
 
   caf::expected<endpoint_pair> make_endpoints(caf::actor ch,
                                               const std::string& type_name,
-                                              size_t capacity) {
-    auto tx = std::make_shared<const endpoint>(sys_, ch, nullptr, type_name,
-                                               capacity, cfg_.max_message_size);
-    auto rx = std::make_shared<const endpoint>(sys_, ch, nullptr, type_name,
-                                               capacity, cfg_.max_message_size);
-    return endpoint_pair{std::move(tx), std::move(rx)};
-  }
-
-  /// The directory at `hp`: this node's own, a cached connection, or a new
-  /// one through the OpenSSL middleman with connect-timeout.
-  caf::expected<caf::actor> directory_of(const host_port& hp) {
-    auto key = describe(hp);
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (!directory_)
-        return stopped();
-      if (port_ != 0 && hp.port == port_
-          && (hp.host == host_ || (is_loopback(hp.host) && is_loopback(host_))))
-        return directory_;
-    }
-    if (auto cached = remote_->find(key))
-      return *cached;
-    caf::scoped_actor self{sys_};
-    caf::expected<caf::actor> result{caf::error{}};
-    self
-      ->request(sys_.openssl_manager().actor_handle(), cfg_.connect_timeout,
-                caf::connect_atom::value, hp.host, hp.port)
-      .receive(
-        [&](caf::node_id&, caf::strong_actor_ptr& ptr,
-            std::set<std::string>&) {
-          if (!ptr)
-            result = make_error(errc::connect_failed,
-                                key + " is reachable but publishes no netchan "
-                                      "directory");
-          else
-            result = caf::actor_cast<caf::actor>(std::move(ptr));
-        },
-        [&](caf::error& err) { result = connect_error(std::move(err), hp); });
-    if (result) {
-      remote_->add(key, *result);
-      caf::anon_send(watcher_, watch_atom::value, *result);
-    }
-    return result;
-  }
-
-  void forget(const host_port& hp) {
-    remote_->forget(describe(hp));
-  }
-
-  /// Turns CAF's connection errors into sentences that say what to fix.
-  caf::error connect_error(caf::error err, const host_port& hp) {
-    auto where = describe(hp);
-    auto text = netchan::to_string(err);
-    if (err == caf::sec::disconnect_during_handshake) {
-      auto why = diagnose_handshake(hp.host, hp.port, tls_,
-                                    std::chrono::milliseconds{2000});
-      return make_error(errc::tls_failed,
-                        "TLS handshake with " + where + " failed: " + why);
-    }
-    if (text.find("no such host") != std::string::npos)
-      return make_error(errc::connect_failed,
-                        "unknown host '" + hp.host + "' (in " + where + ")");
-    if (err == caf::sec::cannot_connect_to_node) {
-      if (text.find("ip_connect") != std::string::npos)
-        return make_error(errc::connect_failed,
-                          "cannot connect to " + where
-                            + ": connection refused; is a netchan node "
-                              "listening there?");
-      // A TLS client talking to a plaintext port ends up here.
-      auto why = diagnose_handshake(hp.host, hp.port, tls_,
-                                    std::chrono::milliseconds{2000});
-      return make_error(errc::tls_failed,
-                        "cannot connect to " + where + ": " + why);
-    }
-    if (err == caf::sec::request_timeout)
-      return make_error(errc::connect_failed,
-                        "no answer from " + where + " within "
-                          "netchan.connect-timeout");
-    return make_error(errc::connect_failed,
-                      "cannot connect to " + where + ": " + text);
-  }
-
-  caf::error lookup_error(caf::error err, const host_port& hp) {
-    if (err == caf::sec::request_timeout)
-      return make_error(errc::peer_down,
-                        "node " + describe(hp)
-                          + " did not answer within netchan.request-timeout");
-    return make_error(errc::peer_down, "node " + describe(hp)
-                                         + " is gone: "
-                                         + netchan::to_string(err));
+                                              size_t capacity,
+                                              const std::string& where) {
+    auto make = [&] {
+      return std::make_shared<const endpoint>(sys_, ch, nullptr, type_name,
+                                              capacity, cfg_.max_message_size,
+                                              where);
+    };
+    return endpoint_pair{make(), make()};
   }
 
   caf::actor_system& sys_;
@@ -375,9 +195,6 @@ private:
   caf::actor directory_;
   std::string host_ = "127.0.0.1";
   uint16_t port_ = 0;
-  caf::actor watcher_;
-  std::shared_ptr<remote_directories> remote_
-    = std::make_shared<remote_directories>();
 };
 
 } // namespace detail

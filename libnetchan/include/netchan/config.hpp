@@ -10,6 +10,9 @@
 
 namespace netchan {
 
+/// The default of `netchan.max-message-size`: 16 MiB.
+constexpr size_t default_max_message_size = 16u * 1024u * 1024u;
+
 /// Registers netchan's message types and error category with a CAF
 /// configuration. `netchan::config` does this itself; call it only for an
 /// `actor_system_config` of your own (for example one on CAF's
@@ -56,7 +59,7 @@ public:
   /// Allows running without certificates (loopback only).
   bool insecure = false;
   /// Largest serialized value accepted, in bytes.
-  size_t max_message_size = 16u * 1024u * 1024u;
+  size_t max_message_size = default_max_message_size;
   /// Capacity of channels created without one.
   size_t default_capacity = 1;
   /// Backstop timeout of every request to another node.

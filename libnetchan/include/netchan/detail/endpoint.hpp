@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -72,9 +73,18 @@ class channel_owner;
 /// what keeps it and its channel alive. Thread-safe.
 class endpoint {
 public:
+  /// An endpoint on `channel`. `where` is the channel's address for other
+  /// nodes ("host:port/name"), empty for an anonymous local channel.
   endpoint(caf::actor_system& sys, caf::actor channel,
            std::shared_ptr<channel_owner> owner, std::string type_name,
-           size_t capacity, size_t max_message_size);
+           size_t capacity, size_t max_message_size, std::string where = {});
+
+  /// An endpoint of a channel known only by its address (a handle that
+  /// arrived inside a value): its actor resolves it through `directory` on
+  /// first use; without a directory every operation fails with `error`.
+  endpoint(caf::actor_system& sys, std::string where, std::string type_name,
+           size_t capacity, caf::actor directory, caf::timespan timeout,
+           caf::error error);
 
   ~endpoint();
 
@@ -109,6 +119,11 @@ public:
     return max_message_size_;
   }
 
+  /// The address other nodes reach this channel at. An anonymous channel is
+  /// published on this node's directory on the first call; that fails if
+  /// the process runs no listening node.
+  caf::expected<std::string> global_address() const;
+
 private:
   caf::actor_system* sys_;
   caf::actor actor_;
@@ -116,6 +131,7 @@ private:
   std::string type_name_;
   size_t capacity_;
   size_t max_message_size_;
+  std::string where_;
 };
 
 using endpoint_ptr = std::shared_ptr<const endpoint>;
@@ -133,9 +149,31 @@ public:
     return channel_;
   }
 
+  /// Makes the channel reachable from other nodes (once) and returns its
+  /// address there.
+  caf::expected<std::string> publish(caf::actor_system& sys,
+                                     const std::string& type_name,
+                                     size_t capacity);
+
 private:
   caf::actor channel_;
+  std::mutex mtx_;
+  std::string where_;
 };
+
+/// What a handle looks like on the wire: where its channel lives, what it
+/// carries, how large it is. Resolved through the directory on arrival.
+struct handle_ref {
+  std::string where;
+  std::string type_name;
+  uint64_t capacity = 0;
+};
+
+/// Fills `out` for a handle about to leave the process. @private
+caf::error export_handle(const endpoint_ptr& ep, handle_ref& out);
+
+/// An endpoint for a handle that arrived inside a value. @private
+endpoint_ptr import_handle(caf::actor_system& sys, const handle_ref& ref);
 
 /// Creates an anonymous channel and the endpoints of its first sender and
 /// receiver. Fails with `errc::invalid_argument` for an unusable type name.
