@@ -10,6 +10,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include "netchan/channel.hpp"
+
 namespace test {
 
 struct job {
@@ -27,8 +29,11 @@ typename Inspector::result_type inspect(Inspector& f, job& x) {
   return f(caf::meta::type_name("test::job"), x.name, x.data, x.id);
 }
 
+/// Registers the test types, including channel handles that travel inside
+/// values.
 inline void add_test_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<job>("test::job");
+  cfg.add_message_type<netchan::sender<int32_t>>("netchan::sender<@i32>");
 }
 
 } // namespace test

@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <arpa/inet.h>
+#include <csignal>
 #include <future>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -78,7 +79,10 @@ struct peer {
 
   ~peer() {
     proc->close_stdin();
-    proc->wait(10s);
+    auto status = proc->wait(30s);
+    if (status != 0 && status != 128 + SIGKILL)
+      BOOST_ERROR("peer ended with status " << status << ": "
+                                            << proc->transcript());
   }
 
   std::string where(const std::string& name) const {
@@ -178,6 +182,42 @@ BOOST_AUTO_TEST_CASE(a_remote_unbuffered_send_waits_for_a_receiver) {
   auto got = receiver.get();
   BOOST_REQUIRE(got);
   BOOST_CHECK_EQUAL(*got, 2); // the timed-out 1 was withdrawn, not delivered
+}
+
+BOOST_AUTO_TEST_CASE(a_handle_passed_a_to_b_to_c_works_on_c_after_b_exited) {
+  local_node a{listen_args()};
+  using handle = netchan::sender<int32_t>;
+  // An anonymous channel of A: its handle is published when it leaves.
+  auto target = netchan::make_channel<int32_t>(*a.sys, 4);
+  BOOST_REQUIRE(target);
+  auto to_b = a.get().create<handle>("to_b", 1);
+  BOOST_REQUIRE(to_b);
+  auto a_addr = "127.0.0.1:" + std::to_string(a.get().port()) + "/";
+  auto peer_cfg = client.args();
+  peer_cfg.push_back("--netchan.listen=127.0.0.1:0");
+  auto with_cfg = [&](std::vector<std::string> own) {
+    own.push_back("--");
+    own.insert(own.end(), peer_cfg.begin(), peer_cfg.end());
+    return own;
+  };
+  test::child b{NETCHAN_TEST_PEER, with_cfg({"relay", "--from",
+                                             a_addr + "to_b"})};
+  auto b_port = b.wait_for("ready port=", 30s);
+  BOOST_REQUIRE_MESSAGE(b_port, b.transcript());
+  BOOST_REQUIRE(!to_b->first.send(target->first));
+  BOOST_REQUIRE_MESSAGE(b.wait_for("relayed", 30s), b.transcript());
+  test::child c{NETCHAN_TEST_PEER,
+                with_cfg({"use", "--from",
+                          "127.0.0.1:" + *b_port + "/mailbox"})};
+  BOOST_REQUIRE_MESSAGE(c.wait_for("got handle", 30s), c.transcript());
+  b.close_stdin();
+  BOOST_REQUIRE_EQUAL(b.wait(30s), 0); // B is gone before C uses the handle
+  c.write_line("go");
+  BOOST_REQUIRE_MESSAGE(c.wait_for("used", 30s), c.transcript());
+  auto got = target->second.receive_for(30s);
+  BOOST_REQUIRE(got);
+  BOOST_CHECK_EQUAL(*got, 42);
+  BOOST_CHECK_EQUAL(c.wait(30s), 0);
 }
 
 // -- errors that say what to fix ------------------------------------------------

@@ -12,6 +12,14 @@
 //   netchan-test-peer touch --to HOST:PORT/NAME -- CONFIG-ARGS...
 //     sends one u64, prints "touched", then waits (to be killed).
 //
+//   netchan-test-peer relay --from HOST:PORT/NAME -- CONFIG-ARGS...
+//     hosts "mailbox" (channel of sender<int32_t>), prints "ready port=N",
+//     receives one sender<int32_t> from NAME, puts it into mailbox, prints
+//     "relayed" and waits until its stdin closes.
+//   netchan-test-peer use --from HOST:PORT/NAME -- CONFIG-ARGS...
+//     receives one sender<int32_t> from NAME, prints "got handle", waits for
+//     the line "go", sends 42 through the handle, prints "used" or "error".
+//
 // TYPE is one of: int, u64, str, job.
 
 #include <atomic>
@@ -85,7 +93,7 @@ int main(int argc, char** argv) {
       channels.push_back(own[i + 1]);
     else if (own[i] == "--echo")
       echo = own[i + 1];
-    else if (own[i] == "--to")
+    else if (own[i] == "--to" || own[i] == "--from")
       target = own[i + 1];
     else if (own[i] == "--count")
       count = std::stoull(own[i + 1]);
@@ -166,6 +174,36 @@ int main(int argc, char** argv) {
                     + netchan::to_string(err));
       std::cout << "sent " << sent << std::endl;
     }
+  } else if (mode == "relay") {
+    using handle = netchan::sender<int32_t>;
+    auto mailbox = n.create<handle>("mailbox", 1);
+    if (!mailbox)
+      return fail(netchan::to_string(mailbox.error()));
+    std::cout << "ready port=" << n.port() << std::endl;
+    auto from = n.open<handle>(target);
+    if (!from)
+      return fail(netchan::to_string(from.error()));
+    auto h = from->second.receive();
+    if (!h)
+      return fail(netchan::to_string(h.error()));
+    if (auto err = mailbox->first.send(*h))
+      return fail(netchan::to_string(err));
+    std::cout << "relayed" << std::endl;
+    wait_for_stdin_eof();
+  } else if (mode == "use") {
+    auto from = n.open<netchan::sender<int32_t>>(target);
+    if (!from)
+      return fail(netchan::to_string(from.error()));
+    auto h = from->second.receive();
+    if (!h)
+      return fail(netchan::to_string(h.error()));
+    std::cout << "got handle" << std::endl;
+    std::string line;
+    while (std::getline(std::cin, line) && line != "go") {
+    }
+    if (auto err = h->send(42))
+      return fail(netchan::to_string(err));
+    std::cout << "used" << std::endl;
   } else {
     rc = fail("unknown mode " + mode);
   }

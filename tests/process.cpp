@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdexcept>
 #include <sys/syscall.h>
@@ -16,7 +17,9 @@ namespace test {
 child::child(const std::string& program, const std::vector<std::string>& args) {
   int out_pipe[2];
   int in_pipe[2];
-  if (::pipe(out_pipe) != 0 || ::pipe(in_pipe) != 0)
+  // O_CLOEXEC: a later child must not inherit this one's pipes (it would
+  // hold this child's stdin open forever); dup2 clears it for the child.
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(in_pipe, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe failed");
   pid_ = ::fork();
   if (pid_ < 0)
@@ -95,6 +98,13 @@ std::optional<std::string> child::wait_for(const std::string& prefix,
     if (line->compare(0, prefix.size(), prefix) == 0)
       return line->substr(prefix.size());
   }
+}
+
+void child::write_line(const std::string& line) {
+  auto text = line + "\n";
+  if (in_ < 0 || ::write(in_, text.data(), text.size())
+                    != static_cast<ssize_t>(text.size()))
+    throw std::runtime_error("cannot write to the child's stdin");
 }
 
 void child::close_stdin() {

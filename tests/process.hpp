@@ -30,6 +30,9 @@ public:
   std::optional<std::string> wait_for(const std::string& prefix,
                                       std::chrono::milliseconds timeout);
 
+  /// Writes `line` and a newline to the child's stdin.
+  void write_line(const std::string& line);
+
   /// Asks the child to finish (closes its stdin).
   void close_stdin();
 

@@ -8,11 +8,14 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include <caf/actor_system.hpp>
 #include <caf/error.hpp>
+#include <caf/execution_unit.hpp>
 #include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
 #include <caf/timespan.hpp>
 
 #include "netchan/detail/endpoint.hpp"
@@ -299,6 +302,65 @@ private:
     return decode<T>(ep_->system(), res.value.payload);
   }
 };
+
+// -- handles inside values ------------------------------------------------------
+
+namespace detail {
+
+/// A handle travels as "host:port/channel" plus its element type and
+/// capacity, never as a CAF actor handle (which would route through whoever
+/// forwarded it and pin the actor). On arrival it resolves through the
+/// receiving node's directory, on first use. @private
+template <class T, class Inspector>
+typename Inspector::result_type inspect_handle(Inspector& f, handle_base& x,
+                                               const char* kind) {
+  using result_type = typename Inspector::result_type;
+  if constexpr (std::is_same<result_type, void>::value) {
+    // to_string: show the address if there is one, never publish for it
+    std::string where = "local";
+    if (x.endpoint_ref())
+      if (auto addr = x.endpoint_ref()->global_address())
+        where = *addr;
+    f(caf::meta::type_name(kind), where);
+  } else if constexpr (Inspector::reads_state) {
+    handle_ref ref;
+    if (auto err = export_handle(x.endpoint_ref(), ref))
+      return err;
+    return f(caf::meta::type_name(kind), ref.where, ref.type_name,
+             ref.capacity);
+  } else {
+    handle_ref ref;
+    if (auto err = f(caf::meta::type_name(kind), ref.where, ref.type_name,
+                     ref.capacity))
+      return err;
+    auto ctx = f.context();
+    if (ctx == nullptr)
+      return make_error(errc::invalid_argument,
+                        "a netchan handle can only be decoded with an actor "
+                        "system at hand");
+    auto& sys = ctx->system();
+    auto expected = element_type_name<T>(sys);
+    if (ref.type_name != expected)
+      return make_error(errc::type_mismatch,
+                        "a handle of a channel of " + ref.type_name
+                          + " arrived where one of " + expected
+                          + " was expected");
+    x.assign(import_handle(sys, ref));
+    return caf::none;
+  }
+}
+
+} // namespace detail
+
+template <class Inspector, class T>
+typename Inspector::result_type inspect(Inspector& f, sender<T>& x) {
+  return detail::inspect_handle<T>(f, x, "netchan::sender");
+}
+
+template <class Inspector, class T>
+typename Inspector::result_type inspect(Inspector& f, receiver<T>& x) {
+  return detail::inspect_handle<T>(f, x, "netchan::receiver");
+}
 
 /// Makes an anonymous channel of `T` with `capacity` slots (0: unbuffered,
 /// every send waits for a receiver). It lives while any handle does.

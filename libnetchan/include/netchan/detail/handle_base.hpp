@@ -38,6 +38,20 @@ public:
     return ep_;
   }
 
+  /// Points this handle at another endpoint (deserialization). @private
+  void assign(endpoint_ptr ep) noexcept {
+    ep_ = std::move(ep);
+  }
+
+  /// Handles are equal when they share an endpoint (copies of each other).
+  friend bool operator==(const handle_base& x, const handle_base& y) noexcept {
+    return x.ep_ == y.ep_;
+  }
+
+  friend bool operator!=(const handle_base& x, const handle_base& y) noexcept {
+    return !(x == y);
+  }
+
   /// Builds the request of a put, checking size limits at the edge. @private
   caf::expected<op_request> make_put(std::vector<char>&& payload,
                                      bool may_park,
