@@ -10,20 +10,23 @@ caf::error handle_base::empty_handle() const {
                     "or moved from)");
 }
 
-caf::error handle_base::close() const {
-  if (!ep_)
-    return empty_handle();
+op_result handle_base::query(op_kind kind) const {
+  if (!ep_) {
+    op_result res;
+    res.err = empty_handle();
+    return res;
+  }
   op_request req;
-  req.kind = op_kind::close;
-  return ep_->call(std::move(req)).err;
+  req.kind = kind;
+  return ep_->call(std::move(req));
+}
+
+caf::error handle_base::close() const {
+  return query(op_kind::close).err;
 }
 
 caf::expected<size_t> handle_base::len() const {
-  if (!ep_)
-    return empty_handle();
-  op_request req;
-  req.kind = op_kind::len;
-  auto res = ep_->call(std::move(req));
+  auto res = query(op_kind::len);
   if (res.err)
     return std::move(res.err);
   return static_cast<size_t>(res.count);
@@ -34,11 +37,7 @@ size_t handle_base::cap() const noexcept {
 }
 
 caf::expected<channel_stats> handle_base::stats() const {
-  if (!ep_)
-    return empty_handle();
-  op_request req;
-  req.kind = op_kind::stats;
-  auto res = ep_->call(std::move(req));
+  auto res = query(op_kind::stats);
   if (res.err)
     return std::move(res.err);
   return res.stats;

@@ -70,6 +70,9 @@ protected:
   /// Receives bytes; `would_block` comes back as an error for try calls.
   op_result get(bool may_park, caf::timespan timeout, bool lease) const;
 
+  /// Runs an operation that carries no value (close, len, stats).
+  op_result query(op_kind kind) const;
+
   caf::error empty_handle() const;
 
   endpoint_ptr ep_;
