@@ -6,7 +6,9 @@
 
 #include <arpa/inet.h>
 #include <csignal>
+#include <atomic>
 #include <future>
+#include <thread>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -304,6 +306,61 @@ BOOST_AUTO_TEST_CASE(a_client_with_a_certificate_from_another_ca_is_refused) {
     require_error(ch.error(), netchan::errc::tls_failed, "certificate");
   }
   require_node_serves(*this, p);
+}
+
+BOOST_AUTO_TEST_CASE(a_server_certificate_from_an_untrusted_ca_is_named) {
+  test::pki other{dir.path(), "rogue-ca"};
+  auto rogue = other.issue("rogue-server");
+  auto args = rogue.args();
+  args.push_back("--netchan.listen=127.0.0.1:0");
+  peer p{{"--channel", "ping:int:1"}, args};
+  local_node me{client.args()};
+  auto ch = me.get().open<int32_t>(p.where("ping"));
+  BOOST_REQUIRE(!ch);
+  require_error(ch.error(), netchan::errc::tls_failed, "not signed by our CA");
+}
+
+BOOST_AUTO_TEST_CASE(a_plaintext_server_is_named_as_such) {
+  // A listening TCP socket that answers TLS with plain bytes.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE_EQUAL(::bind(fd, reinterpret_cast<sockaddr*>(&addr),
+                             sizeof(addr)),
+                      0);
+  BOOST_REQUIRE_EQUAL(::listen(fd, 8), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto port = ntohs(addr.sin_port);
+  std::atomic<bool> done{false};
+  std::thread server{[fd, &done] {
+    while (!done) {
+      int conn = ::accept(fd, nullptr, nullptr);
+      if (conn < 0)
+        return;
+      static_cast<void>(::write(conn, "220 hello\r\n", 11));
+      ::close(conn);
+    }
+  }};
+  {
+    local_node me{client.args()};
+    auto ch = me.get().open<int32_t>("127.0.0.1:" + std::to_string(port)
+                                     + "/x");
+    BOOST_REQUIRE(!ch);
+    require_error(ch.error(), netchan::errc::tls_failed, "not a TLS");
+  }
+  done = true;
+  ::shutdown(fd, SHUT_RDWR);
+  ::close(fd);
+  server.join();
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_host_is_named) {
+  local_node me{client.args()};
+  auto ch = me.get().open<int32_t>("no-such-host.invalid:7000/x");
+  BOOST_REQUIRE(!ch);
+  require_error(ch.error(), netchan::errc::connect_failed, "unknown host");
 }
 
 BOOST_AUTO_TEST_CASE(an_anonymous_client_is_refused) {
