@@ -91,6 +91,9 @@ caf::behavior client_actor(caf::event_based_actor* self, caf::actor ch,
     [=](unreserve_atom, uint64_t n) {
       self->send(ch, unreserve_atom::value, n);
     },
+    [=](put_batch_atom, std::vector<envelope>& values) {
+      self->send(ch, put_batch_atom::value, values);
+    },
   };
 }
 
@@ -141,7 +144,7 @@ struct fixture {
                  put_mode mode = put_mode::park,
                  const std::string& type = "item") {
       auto op = fix->next_op++;
-      envelope e{type, sender_id, next_seq++, false,
+      envelope e{type, sender_id, next_seq++, false, 0,
                  std::vector<char>(payload.begin(), payload.end())};
       caf::anon_send(self, put_atom::value, op, std::move(e),
                      static_cast<uint8_t>(mode));
@@ -666,20 +669,94 @@ BOOST_AUTO_TEST_CASE(credit_is_granted_only_for_free_slots_and_returns) {
   BOOST_CHECK_EQUAL(other.what(other.put("x")), "ok"); // the 4th slot
   auto parked = other.put("y");
   BOOST_CHECK(other.pending(parked)); // reserved slots are not free
-  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(5))->count, 0u);
+  auto more = tx.reserve(5);
+  BOOST_CHECK(tx.pending(more)); // credit waits for a free slot
   for (int i = 0; i < 3; ++i)
     BOOST_CHECK_EQUAL(tx.what(tx.put("r", put_mode::reserved)), "ok");
   BOOST_CHECK_EQUAL(tx.what(tx.put("r", put_mode::reserved)),
                     "invalid_argument"); // no credit left
-  BOOST_CHECK(other.pending(parked));
   auto rx = f.make_client();
   rx.receive();
-  BOOST_CHECK_EQUAL(other.what(parked), "ok");
-  // Unused credit flows back.
+  BOOST_CHECK_EQUAL(other.what(parked), "ok"); // first come, first served
+  BOOST_CHECK(tx.pending(more));
   rx.receive();
-  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(2))->count, 1u);
+  BOOST_CHECK_EQUAL(tx.verdict_of(more)->count, 1u);
+  // Unused credit flows back.
   tx.tell(unreserve_atom::value, 1);
   BOOST_CHECK_EQUAL(f.stats().reserved, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_on_credit_is_received_in_batches_and_acked_at_once) {
+  fixture f{8};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(8))->count, 8u);
+  std::vector<envelope> batch;
+  for (uint64_t i = 1; i <= 5; ++i)
+    batch.push_back(envelope{"item", tx.sender_id, i, false, 0,
+                             std::vector<char>{char('0' + i)}});
+  caf::anon_send(tx.self, put_batch_atom::value, batch);
+  f.run();
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.buffered, 5u);
+  BOOST_CHECK_EQUAL(st.reserved, 3u);
+  std::vector<envelope> got;
+  // The lease holder must stay alive: its exit would re-queue the leases.
+  auto holder = f.sys.spawn([&](caf::event_based_actor* self) -> caf::behavior {
+    self->request(f.ch, caf::infinite, get_many_atom::value, uint64_t{1},
+                  uint64_t{3}, true)
+      .then([&](std::vector<envelope>& xs) { got = std::move(xs); });
+    return {[](int) {}};
+  });
+  f.clients.push_back(holder);
+  f.run();
+  BOOST_REQUIRE_EQUAL(got.size(), 3u);
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < got.size(); ++i) {
+    BOOST_CHECK_EQUAL(got[i].payload[0], char('1' + i)); // in order
+    ids.push_back(got[i].lease);
+  }
+  BOOST_CHECK_EQUAL(f.stats().leased, 3u);
+  caf::anon_send(f.ch, ack_many_atom::value, ids);
+  f.run();
+  st = f.stats();
+  BOOST_CHECK_EQUAL(st.leased, 0u);
+  BOOST_CHECK_EQUAL(st.received, 3u);
+  BOOST_CHECK_EQUAL(st.buffered, 2u);
+}
+
+BOOST_AUTO_TEST_CASE(credit_granted_before_close_still_delivers) {
+  fixture f{4};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(2))->count, 2u);
+  auto waiting = rx.get();
+  rx.close();
+  BOOST_CHECK(rx.pending(waiting)); // credit is out: values may still come
+  BOOST_CHECK_EQUAL(tx.what(tx.put("late", put_mode::reserved)), "ok");
+  BOOST_CHECK_EQUAL(rx.payload_of(waiting), "late");
+  rx.ack(rx.lease_of(waiting));
+  auto more = rx.get();
+  BOOST_CHECK(rx.pending(more));
+  tx.tell(unreserve_atom::value, 1); // the rest of the credit comes back
+  BOOST_CHECK_EQUAL(rx.what(more), "closed");
+  BOOST_CHECK_EQUAL(tx.what(tx.reserve(1)), "closed");
+}
+
+BOOST_AUTO_TEST_CASE(close_ends_a_wait_for_credit) {
+  fixture f{1};
+  auto tx = f.make_client();
+  tx.put("fill");
+  auto r = tx.reserve(1);
+  BOOST_CHECK(tx.pending(r));
+  tx.close();
+  BOOST_CHECK_EQUAL(tx.what(r), "closed");
+}
+
+BOOST_AUTO_TEST_CASE(a_capacity_0_channel_grants_no_credit) {
+  fixture f{0};
+  auto tx = f.make_client();
+  BOOST_CHECK_EQUAL(tx.what(tx.reserve(1)), "invalid_argument");
 }
 
 BOOST_AUTO_TEST_CASE(credit_of_an_exited_sender_returns) {

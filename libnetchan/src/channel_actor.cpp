@@ -43,10 +43,19 @@ struct parked_put {
   bool is_try = false;
 };
 
-/// A receiver waiting for a value.
+/// A receiver waiting for a value, or for a batch of up to `max` values.
 struct parked_get {
   caf::actor_addr from;
   uint64_t op = 0;
+  caf::response_promise rp;
+  bool many = false;
+  uint64_t max = 1;
+};
+
+/// A sender endpoint waiting for credit (capacity N >= 1).
+struct parked_reserve {
+  caf::actor_addr from;
+  uint64_t want = 0;
   caf::response_promise rp;
 };
 
@@ -86,7 +95,24 @@ public:
       [this](put_atom, uint64_t op, envelope& value, uint8_t mode) {
         put(op, std::move(value), static_cast<put_mode>(mode));
       },
-      [this](get_atom, uint64_t op, bool may_park) { get(op, may_park); },
+      [this](get_atom, uint64_t op, bool may_park) {
+        auto from = who();
+        get(parked_get{from, op, make_response_promise(), false, 1}, may_park);
+      },
+      [this](get_many_atom, uint64_t op, uint64_t max, bool may_park) {
+        auto from = who();
+        get(parked_get{from, op, make_response_promise(), true,
+                       std::max<uint64_t>(max, 1)},
+            may_park);
+      },
+      [this](put_batch_atom, std::vector<envelope>& values) {
+        put_batch(values);
+      },
+      [this](ack_many_atom, const std::vector<uint64_t>& ids) {
+        for (auto id : ids)
+          end_lease(id, false);
+        dispatch();
+      },
       [this](take_atom, uint64_t id) { take(id); },
       [this](ack_atom, uint64_t id) { static_cast<void>(settle(id, false)); },
       [this](commit_atom, uint64_t id) -> caf::result<ok_atom> {
@@ -99,7 +125,9 @@ public:
       [this](close_atom) -> caf::result<ok_atom> { return close(); },
       [this](len_atom) { return static_cast<uint64_t>(buffer_.size()); },
       [this](stats_atom) { return stats(); },
-      [this](reserve_atom, uint64_t want) { return reserve(want); },
+      [this](reserve_atom, uint64_t want) -> caf::result<uint64_t> {
+        return reserve(want);
+      },
       [this](unreserve_atom, uint64_t n) { unreserve(n); },
     };
   }
@@ -112,6 +140,9 @@ public:
       p.rp.deliver(gone);
     for (auto& g : gets_)
       g.rp.deliver(gone);
+    for (auto& r : reserves_)
+      r.rp.deliver(gone);
+    reserves_.clear();
     for (auto& [id, l] : leases_)
       if (l.sender)
         l.sender->rp.deliver(make_error(
@@ -133,7 +164,7 @@ private:
     auto from = who();
     auto rp = make_response_promise();
     watch(from);
-    if (auto err = admit(value)) {
+    if (auto err = admit(value, mode == put_mode::reserved)) {
       ++stats_.returned;
       rp.deliver(std::move(err));
       return;
@@ -176,14 +207,13 @@ private:
     dispatch();
   }
 
-  void get(uint64_t op, bool may_park) {
-    auto from = who();
-    auto rp = make_response_promise();
-    watch(from);
-    parked_get g{from, op, std::move(rp)};
-    if (!buffer_.empty()) {
-      auto s = pop_front();
-      hand_over(std::move(g), std::move(s.value), s.counted, std::nullopt);
+  void get(parked_get g, bool may_park) {
+    watch(g.from);
+    if (g.many && spec_.capacity == 0) {
+      g.rp.deliver(make_error(errc::invalid_argument,
+                              "batch receives need capacity >= 1"));
+    } else if (!buffer_.empty()) {
+      serve(std::move(g));
       dispatch();
     } else if (spec_.capacity == 0 && !puts_.empty()) {
       auto p = std::move(puts_.front());
@@ -191,7 +221,7 @@ private:
       accept(p);
       auto value = p.value;
       hand_over(std::move(g), std::move(value), false, std::move(p));
-    } else if (closed_ && leases_.empty()) {
+    } else if (drained()) {
       g.rp.deliver(closed_error());
     } else if (!may_park) {
       g.rp.deliver(make_error(errc::would_block));
@@ -216,11 +246,18 @@ private:
 
   /// Ends a lease: committed (done with) or released (re-queued).
   caf::result<ok_atom> settle(uint64_t id, bool requeue) {
-    auto i = leases_.find(id);
-    if (i == leases_.end())
+    if (!end_lease(id, requeue))
       return make_error(errc::lease_settled,
                         "lease " + std::to_string(id) + " of channel '"
                           + spec_.name + "' was already committed or released");
+    dispatch();
+    return ok_atom::value;
+  }
+
+  bool end_lease(uint64_t id, bool requeue) {
+    auto i = leases_.find(id);
+    if (i == leases_.end())
+      return false;
     if (requeue) {
       give_back(i);
     } else {
@@ -228,8 +265,41 @@ private:
       ++stats_.received;
       erase_lease(i);
     }
+    return true;
+  }
+
+  /// Values sent on credit: each uses one slot its sender reserved, so it is
+  /// accepted even if the channel was closed after the credit was granted
+  /// (that send happened before the close).
+  void put_batch(std::vector<envelope>& values) {
+    auto from = who();
+    watch(from);
+    auto r = reservations_.find(from);
+    for (auto& v : values) {
+      caf::error err;
+      if (r == reservations_.end() || r->second == 0)
+        err = make_error(errc::invalid_argument,
+                         "a value arrived without credit");
+      else if (!(err = admit(v, true)))
+        --r->second, --reserved_;
+      if (err) {
+        // The sender's edge checks type and size with our limits, so this
+        // is a protocol violation: refuse loudly, to the sender.
+        ++stats_.returned;
+        send(caf::actor_cast<caf::actor>(from), refused_atom::value, v.seq,
+             std::move(err));
+        continue;
+      }
+      if (is_duplicate(v)) {
+        ++stats_.duplicates;
+        continue;
+      }
+      ++stats_.sent;
+      if (v.seq != 0)
+        last_seq_[v.sender] = v.seq;
+      push(std::move(v), true);
+    }
     dispatch();
-    return ok_atom::value;
   }
 
   /// Cancels a parked operation of the current sender. The verdict goes to
@@ -249,6 +319,7 @@ private:
       if (i->from == from && i->op == op) {
         i->rp.deliver(timeout_error());
         gets_.erase(i);
+        dispatch(); // a closed channel may now count as drained
         return;
       }
     // A capacity-0 value in flight to a receiver: delivered if taken; if it
@@ -270,18 +341,36 @@ private:
     for (auto& [id, l] : leases_)
       if (l.sender)
         l.sender_gave_up = closed_error();
-    reserved_ = 0;
-    reservations_.clear();
+    // Credit granted before the close stays valid; waiting for more ends.
+    for (auto& r : reserves_)
+      r.rp.deliver(closed_error());
+    reserves_.clear();
     dispatch();
     return ok_atom::value;
   }
 
-  uint64_t reserve(uint64_t want) {
-    watch(who());
-    if (closed_ || spec_.capacity == 0)
-      return 0;
+  /// Credit: reserves up to `want` free slots for the sender, waiting until
+  /// at least one is free.
+  caf::result<uint64_t> reserve(uint64_t want) {
+    auto from = who();
+    watch(from);
+    if (closed_)
+      return closed_error();
+    if (spec_.capacity == 0)
+      return make_error(errc::invalid_argument,
+                        "a capacity-0 channel has no slots to reserve");
+    if (want == 0)
+      return uint64_t{0};
+    if (reserves_.empty() && free_slots() > 0)
+      return grant(from, want);
+    auto rp = make_response_promise();
+    reserves_.push_back(parked_reserve{from, want, std::move(rp)});
+    return caf::delegated<uint64_t>{};
+  }
+
+  uint64_t grant(const caf::actor_addr& to, uint64_t want) {
     auto granted = std::min<uint64_t>(want, free_slots());
-    reservations_[who()] += granted;
+    reservations_[to] += granted;
     reserved_ += granted;
     return granted;
   }
@@ -303,31 +392,63 @@ private:
     result.reserved = reserved_;
     result.parked_senders = puts_.size();
     result.parked_receivers = gets_.size();
+    result.parked_reserves = reserves_.size();
     result.capacity = spec_.capacity;
     return result;
   }
 
   // -- helpers ---------------------------------------------------------------
 
+  /// Leases `value` to `holder`; returns the copy to send, lease id inside.
+  envelope lease_out(const caf::actor_addr& holder, envelope value,
+                     bool counted, std::optional<parked_put> sender) {
+    auto id = next_lease_++;
+    value.lease = id;
+    auto copy = value;
+    counted_leased_ += counted ? 1 : 0;
+    leases_.emplace(id, lease{holder, std::move(value), counted, false,
+                              std::move(sender), caf::error{}});
+    return copy;
+  }
+
   /// Hands `value` to the waiting receiver `g` as a new lease.
   void hand_over(parked_get g, envelope value, bool counted,
                  std::optional<parked_put> sender) {
-    auto id = next_lease_++;
-    auto copy = value;
-    counted_leased_ += counted ? 1 : 0;
-    leases_.emplace(id, lease{g.from, std::move(value), counted, false,
-                              std::move(sender), caf::error{}});
-    g.rp.deliver(id, std::move(copy));
+    auto copy = lease_out(g.from, std::move(value), counted, std::move(sender));
+    if (g.many)
+      g.rp.deliver(std::vector<envelope>{std::move(copy)});
+    else
+      g.rp.deliver(copy.lease, std::move(copy));
+  }
+
+  /// Hands buffered values to `g`: one, or up to `g.max` for a batch.
+  void serve(parked_get g) {
+    if (!g.many) {
+      auto s = pop_front();
+      hand_over(std::move(g), std::move(s.value), s.counted, std::nullopt);
+      return;
+    }
+    std::vector<envelope> out;
+    while (!buffer_.empty() && out.size() < g.max) {
+      auto s = pop_front();
+      out.push_back(lease_out(g.from, std::move(s.value), s.counted,
+                              std::nullopt));
+    }
+    g.rp.deliver(std::move(out));
+  }
+
+  /// Closed, and nothing can arrive any more: no value buffered, leased
+  /// (it could come back) or announced by credit.
+  bool drained() const {
+    return closed_ && buffer_.empty() && leases_.empty() && reserved_ == 0;
   }
 
   /// Moves values to where they can go: buffered values to waiting
   /// receivers, waiting senders into free slots; and wakes receivers of a
   /// closed channel once nothing can arrive any more.
   void dispatch() {
-    while (!gets_.empty() && !buffer_.empty()) {
-      auto s = pop_front();
-      hand_over(pop_get(), std::move(s.value), s.counted, std::nullopt);
-    }
+    while (!gets_.empty() && !buffer_.empty())
+      serve(pop_get());
     if (spec_.capacity == 0) {
       while (!gets_.empty() && !puts_.empty()) {
         auto p = std::move(puts_.front());
@@ -348,7 +469,12 @@ private:
           push(std::move(p.value), true);
       }
     }
-    if (closed_ && buffer_.empty() && leases_.empty()) {
+    while (!reserves_.empty() && free_slots() > 0) {
+      auto r = std::move(reserves_.front());
+      reserves_.pop_front();
+      r.rp.deliver(grant(r.from, r.want));
+    }
+    if (drained()) {
       for (auto& g : gets_)
         g.rp.deliver(closed_error());
       gets_.clear();
@@ -388,6 +514,9 @@ private:
                 puts_.end());
     gets_.erase(std::remove_if(gets_.begin(), gets_.end(), from_gone),
                 gets_.end());
+    reserves_.erase(std::remove_if(reserves_.begin(), reserves_.end(),
+                                   from_gone),
+                    reserves_.end());
     for (auto i = leases_.begin(); i != leases_.end();) {
       auto next = std::next(i);
       if (i->second.holder == gone)
@@ -401,8 +530,9 @@ private:
     dispatch();
   }
 
-  caf::error admit(const envelope& value) const {
-    if (closed_)
+  /// Checks a value; one sent on reserved credit passes a closed channel.
+  caf::error admit(const envelope& value, bool reserved = false) const {
+    if (closed_ && !reserved)
       return closed_error();
     if (value.type_name != spec_.type_name)
       return make_error(errc::type_mismatch,
@@ -493,6 +623,7 @@ private:
   size_t counted_leased_ = 0;
   std::deque<parked_put> puts_;
   std::deque<parked_get> gets_;
+  std::deque<parked_reserve> reserves_;
   std::map<uint64_t, lease> leases_;
   uint64_t next_lease_ = 1;
   std::map<caf::actor_addr, uint64_t> reservations_;

@@ -5,6 +5,9 @@
 // endpoint can withdraw it; the channel actor's answer to the original
 // request is the single verdict (value / ok, or an error).
 
+#include <cstdint>
+#include <vector>
+
 #include <caf/atom.hpp>
 
 namespace netchan::detail {
@@ -14,6 +17,18 @@ namespace netchan::detail {
 using put_atom = caf::atom_constant<caf::atom("nc_put")>;
 /// (get, op, may_park) -> (lease_id, envelope) | error.
 using get_atom = caf::atom_constant<caf::atom("nc_get")>;
+/// (get_many, op, max, may_park) -> std::vector<envelope>: up to `max`
+/// buffered values at once, each leased (its id in `envelope::lease`);
+/// capacity >= 1 only.
+using get_many_atom = caf::atom_constant<caf::atom("nc_getmany")>;
+/// (put_batch, std::vector<envelope>): values sent on credit, each using one
+/// reserved slot of the sender. One-way; refusals come back as `refused`.
+using put_batch_atom = caf::atom_constant<caf::atom("nc_putbat")>;
+/// (ack_many, std::vector<uint64_t>): commits several leases. One-way.
+using ack_many_atom = caf::atom_constant<caf::atom("nc_ackmany")>;
+/// (refused, seq, error): the owner refused a value sent on credit (a
+/// protocol violation: the sender's edge checks type and size). One-way.
+using refused_atom = caf::atom_constant<caf::atom("nc_refused")>;
 /// (take, lease_id): the receiver has the value (releases a capacity-0
 /// sender); the lease stays until commit. One-way.
 using take_atom = caf::atom_constant<caf::atom("nc_take")>;
@@ -33,7 +48,8 @@ using close_atom = caf::atom_constant<caf::atom("nc_close")>;
 using len_atom = caf::atom_constant<caf::atom("nc_len")>;
 /// (stats) -> channel_stats.
 using stats_atom = caf::atom_constant<caf::atom("nc_stats")>;
-/// (reserve, uint64_t want) -> uint64_t granted: credit for free slots.
+/// (reserve, uint64_t want) -> uint64_t granted (>= 1): credit for free
+/// slots, waiting until one is free; `closed` once closed.
 using reserve_atom = caf::atom_constant<caf::atom("nc_resv")>;
 /// (unreserve, uint64_t n): give unused credit back. One-way.
 using unreserve_atom = caf::atom_constant<caf::atom("nc_unresv")>;

@@ -28,6 +28,8 @@ struct envelope {
   /// Set when the value is handed out again after a receiver failed to
   /// acknowledge it: it may have been seen before.
   bool redelivered = false;
+  /// Set by the owner when it hands the value out: the lease to acknowledge.
+  uint64_t lease = 0;
   /// `T` serialized with CAF's binary serializer.
   std::vector<char> payload;
 };
@@ -35,7 +37,7 @@ struct envelope {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, envelope& x) {
   return f(caf::meta::type_name("netchan::envelope"), x.type_name, x.sender,
-           x.seq, x.redelivered, x.payload);
+           x.seq, x.redelivered, x.lease, x.payload);
 }
 
 /// @private

@@ -28,6 +28,8 @@ struct channel_stats {
   /// Senders and receivers waiting now.
   uint64_t parked_senders = 0;
   uint64_t parked_receivers = 0;
+  /// Sender endpoints waiting for credit.
+  uint64_t parked_reserves = 0;
   /// Capacity of the channel (`cap`).
   uint64_t capacity = 0;
 };
@@ -36,7 +38,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, channel_stats& x) {
   return f(caf::meta::type_name("netchan::channel_stats"), x.sent, x.received,
            x.returned, x.requeued, x.duplicates, x.buffered, x.leased,
-           x.reserved, x.parked_senders, x.parked_receivers, x.capacity);
+           x.reserved, x.parked_senders, x.parked_receivers,
+           x.parked_reserves, x.capacity);
 }
 
 } // namespace netchan
