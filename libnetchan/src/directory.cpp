@@ -55,9 +55,10 @@ struct entry {
   caf::actor channel;
   std::string type_name;
   uint64_t capacity;
+  uint64_t max_size;
 };
 
-using lookup_result = caf::result<caf::actor, std::string, uint64_t>;
+using lookup_result = caf::result<caf::actor, std::string, uint64_t, uint64_t>;
 
 class directory_actor : public caf::event_based_actor {
 public:
@@ -85,10 +86,11 @@ public:
                       max_size);
       },
       [this](adopt_atom, std::string& id, caf::actor& ch,
-             std::string& type_name, uint64_t capacity) {
+             std::string& type_name, uint64_t capacity, uint64_t max_size) {
         monitor(ch); // forgotten when its last local handle stops it
-        channels_.emplace(std::move(id),
-                          entry{std::move(ch), std::move(type_name), capacity});
+        channels_.emplace(std::move(id), entry{std::move(ch),
+                                               std::move(type_name), capacity,
+                                               max_size});
       },
       [this](lookup_atom, const std::string& name) -> lookup_result {
         return lookup(name);
@@ -130,7 +132,7 @@ private:
     channel_spec spec{name, type_name, capacity, max_size};
     auto ch = spawn_channel(system(), spec);
     channels_.emplace(std::move(name),
-                      entry{ch, std::move(type_name), capacity});
+                      entry{ch, std::move(type_name), capacity, max_size});
     return ch;
   }
 
@@ -140,7 +142,8 @@ private:
       return make_error(errc::unknown_channel,
                         "node '" + spec_.node_name + "' has no channel '"
                           + name + "'; it has: " + names());
-    return {i->second.channel, i->second.type_name, i->second.capacity};
+    auto& e = i->second;
+    return {e.channel, e.type_name, e.capacity, e.max_size};
   }
 
   bool is_self(const channel_address& where) const {
@@ -157,7 +160,8 @@ private:
       return std::move(where.error());
     if (is_self(*where))
       return lookup(where->name);
-    auto rp = make_response_promise<caf::actor, std::string, uint64_t>();
+    auto rp = make_response_promise<caf::actor, std::string, uint64_t,
+                                    uint64_t>();
     ask_remote(*where, rp, true);
     return rp;
   }
@@ -165,7 +169,8 @@ private:
   /// Looks `where` up at its node, dialling it if not connected. A cached
   /// connection that fails is dropped and dialled once more.
   void ask_remote(const channel_address& where,
-                  caf::typed_response_promise<caf::actor, std::string, uint64_t>
+                  caf::typed_response_promise<caf::actor, std::string, uint64_t,
+                                              uint64_t>
                     rp,
                   bool may_retry) {
     auto key = where.node();
@@ -193,8 +198,9 @@ private:
     }
     request(i->second, spec_.request_timeout, lookup_atom::value, where.name)
       .then(
-        [=](caf::actor& ch, std::string& type_name, uint64_t cap) mutable {
-          rp.deliver(std::move(ch), std::move(type_name), cap);
+        [=](caf::actor& ch, std::string& type_name, uint64_t cap,
+            uint64_t max_size) mutable {
+          rp.deliver(std::move(ch), std::move(type_name), cap, max_size);
         },
         [=](caf::error& err) mutable {
           if (err.category() == errc_category || !may_retry) {

@@ -22,13 +22,14 @@ namespace netchan::detail {
 /// (create, name, type_name, capacity, max_message_size) -> channel actor.
 /// Local only: the node's own thread registers channels.
 using create_atom = caf::atom_constant<caf::atom("nc_create")>;
-/// (adopt, id, channel, type_name, capacity): makes an anonymous channel
+/// (adopt, id, channel, type_name, capacity, max_message_size): makes an anonymous channel
 /// reachable as "host:port/<id>" (its handle is about to leave the process).
 /// One-way, local only.
 using adopt_atom = caf::atom_constant<caf::atom("nc_adopt")>;
-/// (lookup, name) -> (channel actor, type_name, capacity) | unknown_channel.
+/// (lookup, name) -> (channel actor, type_name, capacity, max_message_size)
+/// | unknown_channel.
 using lookup_atom = caf::atom_constant<caf::atom("nc_lookup")>;
-/// (resolve, "host:port/name") -> (channel actor, type_name, capacity):
+/// (resolve, "host:port/name") -> as lookup:
 /// local lookup or connect + remote lookup. CAF's own errors come back
 /// unchanged, for the caller to explain.
 using resolve_atom = caf::atom_constant<caf::atom("nc_resolve")>;

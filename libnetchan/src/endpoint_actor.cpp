@@ -6,6 +6,8 @@
 
 #include "endpoint_actor.hpp"
 
+#include <deque>
+#include <iostream>
 #include <random>
 #include <unordered_map>
 #include <variant>
@@ -66,19 +68,40 @@ struct resolver {
   caf::timespan timeout;
 };
 
+/// An operation waiting inside the endpoint (for credit, or for a value).
+struct held_op {
+  uint64_t op;
+  op_request req;
+  waiter w;
+};
+
+/// Values a sender may have on credit at once, and values a receiver may
+/// fetch ahead of its calls: bounded by the capacity, since both count
+/// against it at the owner.
+constexpr uint64_t max_send_window = 1024;
+constexpr uint64_t max_prefetch = 256;
+
+/// How long a sender keeps unused credit after its last send.
+constexpr auto idle_credit = std::chrono::milliseconds{50};
+
+using flush_atom = caf::atom_constant<caf::atom("nc_flush")>;
+using idle_atom = caf::atom_constant<caf::atom("nc_idle")>;
+
 class endpoint_actor : public caf::event_based_actor {
 public:
-  endpoint_actor(caf::actor_config& cfg, caf::actor channel)
+  endpoint_actor(caf::actor_config& cfg, caf::actor channel, size_t capacity,
+                 size_t owner_max)
     : caf::event_based_actor(cfg), channel_(std::move(channel)),
-      id_(random_id()) {
+      id_(random_id()), capacity_(capacity), owner_max_(owner_max) {
     set_down_handler([this](caf::down_msg& msg) {
       if (msg.source == channel_.address())
         on_channel_down();
     });
   }
 
-  endpoint_actor(caf::actor_config& cfg, resolver how, caf::error error)
-    : endpoint_actor(cfg, caf::actor{}) {
+  endpoint_actor(caf::actor_config& cfg, resolver how, size_t capacity,
+                 caf::error error)
+    : endpoint_actor(cfg, caf::actor{}, capacity, 0) {
     gone_ = std::move(error);
     if (!gone_)
       resolver_ = std::move(how);
@@ -96,9 +119,17 @@ public:
       [this](call_atom, op_request& req, thread_reply_ptr& reply) {
         start(std::move(req), std::move(reply));
       },
-      [this](withdraw_atom, uint64_t op) {
-        if (pending_.count(op) != 0)
-          send(channel_, withdraw_atom::value, op);
+      [this](withdraw_atom, uint64_t op) { deadline_passed(op); },
+      [this](flush_atom) { flush(); },
+      [this](idle_atom, uint64_t epoch) {
+        if (epoch == epoch_ && credit_waiters_.empty())
+          return_credit();
+      },
+      [this](refused_atom, uint64_t seq, caf::error& err) {
+        // Our edge checks type and size with the owner's limits, so this
+        // means a bug or a misbehaving owner: say so, loudly.
+        std::cerr << "netchan: the channel's owner refused value #" << seq
+                  << " sent on credit: " << netchan::to_string(err) << '\n';
       },
     };
   }
@@ -120,6 +151,35 @@ private:
       if (held_.size() == 1)
         resolve();
       return;
+    }
+    if (req.kind == op_kind::put && owner_max_ != 0
+        && req.value.payload.size() > owner_max_) {
+      op_result res;
+      res.err = make_error(errc::message_too_large,
+                           "a value of " + std::to_string(
+                             req.value.payload.size())
+                             + " bytes exceeds the channel owner's "
+                               "netchan.max-message-size = "
+                             + std::to_string(owner_max_)
+                             + "; it was not sent");
+      deliver(w, std::move(res));
+      return;
+    }
+    // Capacity N >= 1 streams: sends use credit, receives are fetched in
+    // batches; capacity 0 keeps one exact request per operation.
+    if (capacity_ > 0) {
+      if (req.kind == op_kind::put && (req.may_park || credit_ > 0)) {
+        send_on_credit(std::move(req), std::move(w));
+        return;
+      }
+      if (req.kind == op_kind::get && (req.may_park || !prefetched_.empty())) {
+        receive_fetched(std::move(req), std::move(w));
+        return;
+      }
+      if (req.kind == op_kind::close) {
+        flush();
+        return_credit();
+      }
     }
     auto op = next_op_++;
     pending_.emplace(op, std::move(w));
@@ -217,14 +277,206 @@ private:
       std::get<thread_reply_ptr>(w)->deliver(std::move(res));
   }
 
+  // -- sending on credit (capacity N >= 1) ------------------------------------
+
+  /// A send completes as soon as its value holds a slot the owner reserved
+  /// for this endpoint; values go out in batches, one message per flush.
+  void send_on_credit(op_request req, waiter w) {
+    if (credit_ > 0 && credit_waiters_.empty()) {
+      use_credit(std::move(req.value));
+      deliver(w, op_result{});
+      return;
+    }
+    auto op = next_op_++;
+    arm_deadline(op, req);
+    credit_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
+    want_credit();
+  }
+
+  void use_credit(envelope v) {
+    --credit_;
+    ++epoch_;
+    v.sender = id_;
+    v.seq = next_seq_++;
+    v.redelivered = false;
+    batch_.push_back(std::move(v));
+    schedule_flush();
+  }
+
+  void want_credit() {
+    if (reserving_)
+      return;
+    reserving_ = true;
+    auto window = std::min<uint64_t>(capacity_, max_send_window);
+    auto want = std::max<uint64_t>(window > credit_ ? window - credit_ : 0,
+                                   credit_waiters_.size());
+    request(channel_, caf::infinite, reserve_atom::value, want)
+      .then(
+        [this](uint64_t granted) {
+          reserving_ = false;
+          credit_ += granted;
+          while (credit_ > 0 && !credit_waiters_.empty()) {
+            auto h = std::move(credit_waiters_.front());
+            credit_waiters_.pop_front();
+            use_credit(std::move(h.req.value));
+            deliver(h.w, op_result{});
+          }
+          if (!credit_waiters_.empty())
+            want_credit();
+          else if (credit_ > 0)
+            schedule_idle_check();
+        },
+        [this](caf::error& err) {
+          reserving_ = false;
+          fail_held(credit_waiters_, err); // closed: the values stay ours
+        });
+  }
+
+  void schedule_flush() {
+    if (!flush_scheduled_) {
+      flush_scheduled_ = true;
+      send(this, flush_atom::value);
+    }
+  }
+
+  /// Sends what accumulated since the last flush: values in one message,
+  /// acknowledgements in another.
+  void flush() {
+    flush_scheduled_ = false;
+    if (!batch_.empty()) {
+      send(channel_, put_batch_atom::value, std::move(batch_));
+      batch_.clear();
+      if (credit_ > 0)
+        schedule_idle_check();
+    }
+    if (!acks_.empty()) {
+      send(channel_, ack_many_atom::value, std::move(acks_));
+      acks_.clear();
+    }
+  }
+
+  void schedule_idle_check() {
+    delayed_send(this, idle_credit, idle_atom::value, epoch_);
+  }
+
+  /// Gives unused credit back, so that other senders may use the slots.
+  void return_credit() {
+    if (credit_ > 0 && channel_) {
+      flush();
+      send(channel_, unreserve_atom::value, credit_);
+      credit_ = 0;
+    }
+  }
+
+  // -- receiving fetched values (capacity N >= 1) ------------------------------
+
+  /// Values come from the owner in batches of up to (waiting calls +
+  /// prefetch window), each leased to this endpoint until acknowledged.
+  void receive_fetched(op_request req, waiter w) {
+    if (!prefetched_.empty()) {
+      auto v = std::move(prefetched_.front());
+      prefetched_.pop_front();
+      hand_to(req, w, std::move(v));
+      return;
+    }
+    auto op = next_op_++;
+    arm_deadline(op, req);
+    get_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
+    fetch();
+  }
+
+  void hand_to(const op_request& req, waiter& w, envelope v) {
+    op_result res;
+    if (req.lease) {
+      res.lease_id = v.lease;
+    } else {
+      acks_.push_back(v.lease);
+      schedule_flush();
+    }
+    res.value = std::move(v);
+    deliver(w, std::move(res));
+  }
+
+  void fetch() {
+    if (fetching_ || get_waiters_.empty())
+      return;
+    fetching_ = true;
+    fetch_op_ = next_op_++;
+    auto prefetch = std::min<uint64_t>(capacity_, max_prefetch);
+    uint64_t max = get_waiters_.size() + prefetch;
+    request(channel_, caf::infinite, get_many_atom::value, fetch_op_, max,
+            true)
+      .then(
+        [this](std::vector<envelope>& values) {
+          fetching_ = false;
+          for (auto& v : values) {
+            if (!get_waiters_.empty()) {
+              auto h = std::move(get_waiters_.front());
+              get_waiters_.pop_front();
+              hand_to(h.req, h.w, std::move(v));
+            } else {
+              prefetched_.push_back(std::move(v));
+            }
+          }
+          fetch();
+        },
+        [this](caf::error& err) {
+          fetching_ = false;
+          if (is(err, errc::timeout)) // withdrawn: nobody was waiting
+            fetch();                  // ... unless someone is by now
+          else
+            fail_held(get_waiters_, err);
+        });
+  }
+
+  /// A deadline passed: an operation held here is withdrawn here (its value
+  /// never left); one parked at the owner is withdrawn there.
+  void deadline_passed(uint64_t op) {
+    auto withdraw_held = [&](std::deque<held_op>& xs) {
+      for (auto i = xs.begin(); i != xs.end(); ++i)
+        if (i->op == op) {
+          op_result res;
+          res.err = make_error(errc::timeout,
+                               "the deadline passed before the operation "
+                               "could complete; it was withdrawn");
+          deliver(i->w, std::move(res));
+          xs.erase(i);
+          return true;
+        }
+      return false;
+    };
+    if (withdraw_held(credit_waiters_))
+      return;
+    if (withdraw_held(get_waiters_)) {
+      // Nobody waits any more: take the batch request back, so that values
+      // are not fetched for no one (those already on their way stay ours).
+      if (get_waiters_.empty() && fetching_)
+        send(channel_, withdraw_atom::value, fetch_op_);
+      return;
+    }
+    if (pending_.count(op) != 0)
+      send(channel_, withdraw_atom::value, op);
+  }
+
+  void fail_held(std::deque<held_op>& xs, const caf::error& err) {
+    auto held = std::move(xs);
+    xs.clear();
+    for (auto& h : held) {
+      op_result res;
+      res.err = err;
+      deliver(h.w, std::move(res));
+    }
+  }
+
   /// A handle that arrived inside a value learns its channel actor from the
   /// directory on first use; operations wait meanwhile.
   void resolve() {
     request(resolver_.directory, resolver_.timeout, resolve_atom::value,
             resolver_.where)
       .then(
-        [this](caf::actor& ch, std::string&, uint64_t) {
+        [this](caf::actor& ch, std::string&, uint64_t, uint64_t max_size) {
           channel_ = std::move(ch);
+          owner_max_ = max_size;
           monitor(channel_);
           release_held();
         },
@@ -252,6 +504,8 @@ private:
   }
 
   void fail_all(const caf::error& err) {
+    fail_held(credit_waiters_, err);
+    fail_held(get_waiters_, err);
     for (auto& [req, w] : held_) {
       op_result res;
       res.err = err;
@@ -275,19 +529,34 @@ private:
   caf::error gone_;
   resolver resolver_;
   std::vector<std::pair<op_request, waiter>> held_;
+  // Capacity N >= 1: credit and batches (sending), fetched values (receiving).
+  size_t capacity_;
+  size_t owner_max_;
+  uint64_t credit_ = 0;
+  bool reserving_ = false;
+  uint64_t epoch_ = 0;
+  std::vector<envelope> batch_;
+  std::deque<held_op> credit_waiters_;
+  bool flush_scheduled_ = false;
+  std::deque<envelope> prefetched_;
+  std::deque<held_op> get_waiters_;
+  std::vector<uint64_t> acks_;
+  bool fetching_ = false;
+  uint64_t fetch_op_ = 0;
 };
 
 } // namespace
 
-caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel) {
-  return sys.spawn<endpoint_actor>(std::move(channel));
+caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
+                          size_t capacity, size_t owner_max) {
+  return sys.spawn<endpoint_actor>(std::move(channel), capacity, owner_max);
 }
 
 caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
-                                    caf::actor directory, caf::timespan timeout,
-                                    caf::error error) {
+                                    size_t capacity, caf::actor directory,
+                                    caf::timespan timeout, caf::error error) {
   return sys.spawn<endpoint_actor>(
-    resolver{std::move(where), std::move(directory), timeout},
+    resolver{std::move(where), std::move(directory), timeout}, capacity,
     std::move(error));
 }
 

@@ -49,17 +49,20 @@ private:
 
 using thread_reply_ptr = std::shared_ptr<thread_reply>;
 
-/// Spawns the endpoint actor of a handle family on `channel`. It stamps
-/// sender id and sequence numbers, enforces deadlines by withdrawing, and
-/// acknowledges received values.
-caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel);
+/// Spawns the endpoint actor of a handle family on `channel` of `capacity`,
+/// whose owner accepts values up to `owner_max` bytes (0: unknown). It stamps
+/// sender id and sequence numbers, enforces deadlines by withdrawing, sends
+/// on credit and fetches in batches (capacity >= 1), and acknowledges
+/// received values.
+caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
+                          size_t capacity, size_t owner_max);
 
 /// Spawns an endpoint actor that first resolves `where` through `directory`
 /// (within `timeout`), holding operations until it knows the channel. With
 /// no directory, every operation fails with `error`.
 caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
-                                    caf::actor directory, caf::timespan timeout,
-                                    caf::error error);
+                                    size_t capacity, caf::actor directory,
+                                    caf::timespan timeout, caf::error error);
 
 } // namespace netchan::detail
 

@@ -15,9 +15,11 @@ namespace netchan::detail {
 
 endpoint::endpoint(caf::actor_system& sys, caf::actor channel,
                    std::shared_ptr<channel_owner> owner, std::string type_name,
-                   size_t capacity, size_t max_message_size, std::string where)
+                   size_t capacity, size_t max_message_size, std::string where,
+                   size_t owner_max)
   : sys_(&sys),
-    actor_(spawn_endpoint(sys, std::move(channel))),
+    actor_(spawn_endpoint(sys, std::move(channel), capacity,
+                          owner_max != 0 ? owner_max : max_message_size)),
     owner_(std::move(owner)),
     type_name_(std::move(type_name)),
     capacity_(capacity),
@@ -30,8 +32,8 @@ endpoint::endpoint(caf::actor_system& sys, std::string where,
                    caf::actor directory, caf::timespan timeout,
                    caf::error error)
   : sys_(&sys),
-    actor_(spawn_resolving_endpoint(sys, where, std::move(directory), timeout,
-                                    std::move(error))),
+    actor_(spawn_resolving_endpoint(sys, where, capacity, std::move(directory),
+                                    timeout, std::move(error))),
     type_name_(std::move(type_name)),
     capacity_(capacity),
     max_message_size_(default_max_message_size),
@@ -82,8 +84,11 @@ caf::expected<std::string> channel_owner::publish(caf::actor_system& sys,
                       "(netchan::node::start with netchan.listen set)");
   static thread_local std::mt19937_64 gen{std::random_device{}()};
   auto id = "#" + std::to_string(gen());
+  uint64_t max_size = default_max_message_size;
+  if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config()))
+    max_size = cfg->max_message_size;
   caf::anon_send(node->directory, adopt_atom::value, id, channel_, type_name,
-                 static_cast<uint64_t>(capacity));
+                 static_cast<uint64_t>(capacity), max_size);
   where_ = node->address + "/" + id;
   return where_;
 }

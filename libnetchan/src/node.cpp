@@ -100,7 +100,8 @@ public:
       .receive(
         [&](caf::actor& ch) {
           auto where = port_ != 0 ? address() + "/" + name : std::string{};
-          result = make_endpoints(std::move(ch), type_name, capacity, where);
+          result = make_endpoints(std::move(ch), type_name, capacity,
+                                  cfg_.max_message_size, where);
         },
         [&](caf::error& err) { result = std::move(err); });
     return result;
@@ -118,13 +119,15 @@ public:
     caf::expected<endpoint_pair> result{caf::error{}};
     self->request(dir, resolve_timeout(), resolve_atom::value, where)
       .receive(
-        [&](caf::actor& ch, std::string& remote_type, uint64_t capacity) {
+        [&](caf::actor& ch, std::string& remote_type, uint64_t capacity,
+            uint64_t owner_max) {
           if (remote_type != type_name)
             result = make_error(errc::type_mismatch,
                                 "channel " + where + " carries " + remote_type
                                   + ", but it was opened as " + type_name);
           else
-            result = make_endpoints(std::move(ch), type_name, capacity, where);
+            result = make_endpoints(std::move(ch), type_name, capacity,
+                                    owner_max, where);
         },
         [&](caf::error& err) {
           auto diagnose = [&] {
@@ -179,11 +182,12 @@ private:
   caf::expected<endpoint_pair> make_endpoints(caf::actor ch,
                                               const std::string& type_name,
                                               size_t capacity,
+                                              size_t owner_max,
                                               const std::string& where) {
     auto make = [&] {
       return std::make_shared<const endpoint>(sys_, ch, nullptr, type_name,
                                               capacity, cfg_.max_message_size,
-                                              where);
+                                              where, owner_max);
     };
     return endpoint_pair{make(), make()};
   }

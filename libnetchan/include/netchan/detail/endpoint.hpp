@@ -74,10 +74,12 @@ class channel_owner;
 class endpoint {
 public:
   /// An endpoint on `channel`. `where` is the channel's address for other
-  /// nodes ("host:port/name"), empty for an anonymous local channel.
+  /// nodes ("host:port/name"), empty for an anonymous local channel;
+  /// `owner_max` the owner's size limit (0: the same as ours).
   endpoint(caf::actor_system& sys, caf::actor channel,
            std::shared_ptr<channel_owner> owner, std::string type_name,
-           size_t capacity, size_t max_message_size, std::string where = {});
+           size_t capacity, size_t max_message_size, std::string where = {},
+           size_t owner_max = 0);
 
   /// An endpoint of a channel known only by its address (a handle that
   /// arrived inside a value): its actor resolves it through `directory` on
