@@ -5,10 +5,12 @@
 //     listens (CONFIG-ARGS say where and with which certificates), hosts
 //     the channels, optionally echoes every job from IN to OUT, prints
 //     "ready port=N" and serves until its stdin closes.
-//   netchan-test-peer stream --to HOST:PORT/NAME --count N -- CONFIG-ARGS...
+//   netchan-test-peer stream --to HOST:PORT/NAME --count N [--threads K]
+//                     [--size BYTES] -- CONFIG-ARGS...
 //     sends the u64 values 1..N (N = 0: until its stdin closes), prints
 //     "streaming" once the first value is sent, then "sent N" or
-//     "error: ...".
+//     "error: ...". With K threads, thread t sends (t << 32 | i) for
+//     i = 1..N/K. With --size, sends strings of BYTES bytes instead.
 //   netchan-test-peer touch --to HOST:PORT/NAME -- CONFIG-ARGS...
 //     sends one u64, prints "touched", then waits (to be killed).
 //
@@ -60,6 +62,50 @@ int fail(const std::string& what) {
   return 1;
 }
 
+/// K threads, each sending its share; strings of `size` bytes if size > 0.
+template <class T, class Make>
+int stream_with(netchan::node& n, const std::string& target, uint64_t count,
+                size_t threads, Make make) {
+  auto ch = n.open<T>(target);
+  if (!ch)
+    return fail(netchan::to_string(ch.error()));
+  std::vector<std::thread> senders;
+  std::vector<std::string> errors(threads);
+  std::atomic<uint64_t> sent{0};
+  for (size_t t = 0; t < threads; ++t)
+    senders.emplace_back([&, t, tx = ch->first] {
+      for (uint64_t i = 1; i <= count / threads; ++i) {
+        if (auto err = tx.send(make(t, i))) {
+          errors[t] = "thread " + std::to_string(t) + " at "
+                      + std::to_string(i) + ": " + netchan::to_string(err);
+          return;
+        }
+        if (sent.fetch_add(1) == 0)
+          std::cout << "streaming" << std::endl;
+      }
+    });
+  for (auto& t : senders)
+    t.join();
+  for (auto& e : errors)
+    if (!e.empty())
+      return fail(e);
+  std::cout << "sent " << sent.load() << std::endl;
+  return 0;
+}
+
+int stream_parallel(netchan::node& n, const std::string& target,
+                    uint64_t count, size_t threads, size_t size) {
+  if (size > 0)
+    return stream_with<std::string>(n, target, count, threads,
+                                    [size](size_t, uint64_t) {
+                                      return std::string(size, 'x');
+                                    });
+  return stream_with<uint64_t>(n, target, count, threads,
+                               [](size_t t, uint64_t i) {
+                                 return (uint64_t{t} << 32) | i;
+                               });
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -87,6 +133,8 @@ int main(int argc, char** argv) {
   std::string target;
   std::string echo;
   uint64_t count = 0;
+  size_t threads = 1;
+  size_t size = 0;
   std::vector<std::string> channels;
   for (size_t i = 1; i + 1 < own.size(); i += 2) {
     if (own[i] == "--channel")
@@ -97,6 +145,10 @@ int main(int argc, char** argv) {
       target = own[i + 1];
     else if (own[i] == "--count")
       count = std::stoull(own[i + 1]);
+    else if (own[i] == "--threads")
+      threads = std::stoul(own[i + 1]);
+    else if (own[i] == "--size")
+      size = std::stoul(own[i + 1]);
   }
   int rc = 0;
   if (mode == "serve") {
@@ -141,6 +193,8 @@ int main(int argc, char** argv) {
     n.shutdown();
     if (echoer.joinable())
       echoer.join();
+  } else if (mode == "stream" && (threads > 1 || size > 0)) {
+    rc = stream_parallel(n, target, count, threads, size);
   } else if (mode == "stream" || mode == "touch") {
     auto ch = n.open<uint64_t>(target);
     if (!ch)
