@@ -469,7 +469,12 @@ private:
           push(std::move(p.value), true);
       }
     }
-    while (!reserves_.empty() && free_slots() > 0) {
+    // A waiting sender gets credit in chunks, not slot by slot as receivers
+    // acknowledge: one grant per slot would make it pay a round trip per
+    // value. A chunk is a quarter of the capacity, or all it asked for.
+    while (!reserves_.empty()
+           && free_slots() >= std::min<uint64_t>(reserves_.front().want,
+                                                  credit_chunk())) {
       auto r = std::move(reserves_.front());
       reserves_.pop_front();
       r.rp.deliver(grant(r.from, r.want));
@@ -585,6 +590,10 @@ private:
 
   size_t used_slots() const {
     return counted_buffered_ + reserved_ + counted_leased_;
+  }
+
+  uint64_t credit_chunk() const {
+    return std::max<uint64_t>(1, spec_.capacity / 4);
   }
 
   size_t free_slots() const {

@@ -9,6 +9,7 @@
 #include <deque>
 #include <iostream>
 #include <random>
+#include <type_traits>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -85,23 +86,118 @@ constexpr uint64_t max_prefetch = 256;
 constexpr auto idle_credit = std::chrono::milliseconds{50};
 
 using flush_atom = caf::atom_constant<caf::atom("nc_flush")>;
+using refill_atom = caf::atom_constant<caf::atom("nc_refill")>;
+using fetch_atom = caf::atom_constant<caf::atom("nc_fetch")>;
 using idle_atom = caf::atom_constant<caf::atom("nc_idle")>;
+
+/// Nudges the actor needs after a fast-path step.
+struct nudges {
+  bool flush = false;
+  bool refill = false;
+  bool fetch = false;
+};
+
+uint64_t send_window(const flow& f) {
+  return std::min<uint64_t>(f.capacity, max_send_window);
+}
+
+uint64_t prefetch_window(const flow& f) {
+  return std::min<uint64_t>(f.capacity, max_prefetch);
+}
+
+/// Puts `v` on credit into the outgoing batch. Requires the lock and credit.
+nudges use_credit(flow& f, envelope&& v) {
+  nudges n;
+  --f.credit;
+  ++f.epoch;
+  v.sender = f.sender_id;
+  v.seq = f.next_seq++;
+  v.redelivered = false;
+  f.batch.push_back(std::move(v));
+  n.flush = !f.flush_posted;
+  f.flush_posted = true;
+  // Ask for more before running dry, so that a streaming sender does not
+  // stop for a round trip each window.
+  n.refill = f.credit <= send_window(f) / 2 && !f.refill_posted;
+  f.refill_posted = f.refill_posted || n.refill;
+  return n;
+}
+
+/// Takes the next fetched value. Requires the lock and a value.
+nudges take_fetched(flow& f, envelope& out, bool lease) {
+  nudges n;
+  out = std::move(f.prefetched.front());
+  f.prefetched.pop_front();
+  ++f.taken;
+  if (!lease) {
+    f.acks.push_back(out.lease);
+    n.flush = !f.flush_posted;
+    f.flush_posted = true;
+  }
+  // Keep values coming while this receiver consumes them.
+  n.fetch = f.prefetched.size() <= prefetch_window(f) / 2 && !f.fetch_posted;
+  f.fetch_posted = f.fetch_posted || n.fetch;
+  return n;
+}
+
+template <class Send>
+void post(const nudges& n, Send send) {
+  if (n.flush)
+    send(flush_atom::value);
+  if (n.refill)
+    send(refill_atom::value);
+  if (n.fetch)
+    send(fetch_atom::value);
+}
+
+} // namespace
+
+bool send_fast(flow& f, const caf::actor& endpoint, envelope& value) {
+  nudges n;
+  {
+    std::lock_guard<std::mutex> guard{f.mtx};
+    if (!f.ready || f.credit == 0 || f.credit_waiters > 0
+        || (f.owner_max != 0 && value.payload.size() > f.owner_max))
+      return false;
+    n = use_credit(f, std::move(value));
+  }
+  post(n, [&](auto atom) { caf::anon_send(endpoint, atom); });
+  return true;
+}
+
+std::optional<envelope> receive_fast(flow& f, const caf::actor& endpoint,
+                                     bool lease) {
+  envelope v;
+  nudges n;
+  {
+    std::lock_guard<std::mutex> guard{f.mtx};
+    if (!f.ready || f.prefetched.empty() || f.get_waiters > 0)
+      return std::nullopt;
+    n = take_fetched(f, v, lease);
+  }
+  post(n, [&](auto atom) { caf::anon_send(endpoint, atom); });
+  return v;
+}
+
+namespace {
 
 class endpoint_actor : public caf::event_based_actor {
 public:
-  endpoint_actor(caf::actor_config& cfg, caf::actor channel, size_t capacity,
-                 size_t owner_max)
+  endpoint_actor(caf::actor_config& cfg, caf::actor channel, flow_ptr f)
     : caf::event_based_actor(cfg), channel_(std::move(channel)),
-      id_(random_id()), capacity_(capacity), owner_max_(owner_max) {
+      id_(random_id()), flow_(std::move(f)), capacity_(flow_->capacity) {
+    std::lock_guard<std::mutex> guard{flow_->mtx};
+    flow_->sender_id = id_;
+    flow_->ready = static_cast<bool>(channel_);
     set_down_handler([this](caf::down_msg& msg) {
       if (msg.source == channel_.address())
         on_channel_down();
     });
   }
 
-  endpoint_actor(caf::actor_config& cfg, resolver how, size_t capacity,
+  endpoint_actor(caf::actor_config& cfg, resolver how, flow_ptr f,
                  caf::error error)
-    : endpoint_actor(cfg, caf::actor{}, capacity, 0) {
+    : endpoint_actor(cfg, caf::actor{}, std::move(f)) {
     gone_ = std::move(error);
     if (!gone_)
       resolver_ = std::move(how);
@@ -121,8 +217,17 @@ public:
       },
       [this](withdraw_atom, uint64_t op) { deadline_passed(op); },
       [this](flush_atom) { flush(); },
+      [this](refill_atom) {
+        locked([](flow& f) { f.refill_posted = false; });
+        want_credit();
+      },
+      [this](fetch_atom) {
+        locked([](flow& f) { f.fetch_posted = false; });
+        fetch();
+      },
       [this](idle_atom, uint64_t epoch) {
-        if (epoch == epoch_ && credit_waiters_.empty())
+        auto idle = locked([&](flow& f) { return epoch == f.epoch; });
+        if (idle && credit_waiters_.empty())
           return_credit();
       },
       [this](refused_atom, uint64_t seq, caf::error& err) {
@@ -152,15 +257,16 @@ private:
         resolve();
       return;
     }
-    if (req.kind == op_kind::put && owner_max_ != 0
-        && req.value.payload.size() > owner_max_) {
+    auto owner_max = locked([](flow& f) { return f.owner_max; });
+    if (req.kind == op_kind::put && owner_max != 0
+        && req.value.payload.size() > owner_max) {
       op_result res;
       res.err = make_error(errc::message_too_large,
                            "a value of " + std::to_string(
                              req.value.payload.size())
                              + " bytes exceeds the channel owner's "
                                "netchan.max-message-size = "
-                             + std::to_string(owner_max_)
+                             + std::to_string(owner_max)
                              + "; it was not sent");
       deliver(w, std::move(res));
       return;
@@ -168,11 +274,14 @@ private:
     // Capacity N >= 1 streams: sends use credit, receives are fetched in
     // batches; capacity 0 keeps one exact request per operation.
     if (capacity_ > 0) {
-      if (req.kind == op_kind::put && (req.may_park || credit_ > 0)) {
+      auto [credit, fetched] = locked([](flow& f) {
+        return std::make_pair(f.credit, !f.prefetched.empty());
+      });
+      if (req.kind == op_kind::put && (req.may_park || credit > 0)) {
         send_on_credit(std::move(req), std::move(w));
         return;
       }
-      if (req.kind == op_kind::get && (req.may_park || !prefetched_.empty())) {
+      if (req.kind == op_kind::get && (req.may_park || fetched)) {
         receive_fetched(std::move(req), std::move(w));
         return;
       }
@@ -193,7 +302,7 @@ private:
       case op_kind::put: {
         auto& v = req.value;
         v.sender = id_;
-        v.seq = next_seq_++;
+        v.seq = locked([](flow& f) { return f.next_seq++; });
         v.redelivered = false;
         auto mode = req.may_park ? put_mode::park : put_mode::try_once;
         arm_deadline(op, req);
@@ -279,93 +388,120 @@ private:
 
   // -- sending on credit (capacity N >= 1) ------------------------------------
 
+  /// Runs `fn` on the shared flow state under its lock.
+  template <class F>
+  auto locked(F fn) -> std::invoke_result_t<F, flow&> {
+    std::lock_guard<std::mutex> guard{flow_->mtx};
+    return fn(*flow_);
+  }
+
+  void post_self(const nudges& n) {
+    post(n, [this](auto atom) { send(this, atom); });
+  }
+
   /// A send completes as soon as its value holds a slot the owner reserved
   /// for this endpoint; values go out in batches, one message per flush.
   void send_on_credit(op_request req, waiter w) {
-    if (credit_ > 0 && credit_waiters_.empty()) {
-      use_credit(std::move(req.value));
+    std::optional<nudges> sent;
+    locked([&](flow& f) {
+      if (f.credit > 0 && credit_waiters_.empty())
+        sent = use_credit(f, std::move(req.value));
+    });
+    if (sent) {
+      post_self(*sent);
       deliver(w, op_result{});
       return;
     }
     auto op = next_op_++;
     arm_deadline(op, req);
     credit_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
+    sync_waiters();
     want_credit();
   }
 
-  void use_credit(envelope v) {
-    --credit_;
-    ++epoch_;
-    v.sender = id_;
-    v.seq = next_seq_++;
-    v.redelivered = false;
-    batch_.push_back(std::move(v));
-    schedule_flush();
+  /// Tells threads how many operations wait here, so they queue behind.
+  void sync_waiters() {
+    locked([this](flow& f) {
+      f.credit_waiters = credit_waiters_.size();
+      f.get_waiters = get_waiters_.size();
+    });
   }
 
   void want_credit() {
     if (reserving_)
       return;
+    auto want = locked([this](flow& f) {
+      auto window = send_window(f);
+      return std::max<uint64_t>(window > f.credit ? window - f.credit : 0,
+                                credit_waiters_.size());
+    });
+    if (want == 0)
+      return;
     reserving_ = true;
-    auto window = std::min<uint64_t>(capacity_, max_send_window);
-    auto want = std::max<uint64_t>(window > credit_ ? window - credit_ : 0,
-                                   credit_waiters_.size());
     request(channel_, caf::infinite, reserve_atom::value, want)
       .then(
         [this](uint64_t granted) {
           reserving_ = false;
-          credit_ += granted;
-          while (credit_ > 0 && !credit_waiters_.empty()) {
-            auto h = std::move(credit_waiters_.front());
-            credit_waiters_.pop_front();
-            use_credit(std::move(h.req.value));
-            deliver(h.w, op_result{});
-          }
+          std::vector<waiter> done;
+          nudges n;
+          locked([&](flow& f) {
+            f.credit += granted;
+            while (f.credit > 0 && !credit_waiters_.empty()) {
+              auto h = std::move(credit_waiters_.front());
+              credit_waiters_.pop_front();
+              auto step = use_credit(f, std::move(h.req.value));
+              n.flush |= step.flush;
+              done.push_back(std::move(h.w));
+            }
+            f.credit_waiters = credit_waiters_.size();
+          });
+          n.refill = false; // decided below
+          post_self(n);
+          for (auto& w : done)
+            deliver(w, op_result{});
           if (!credit_waiters_.empty())
             want_credit();
-          else if (credit_ > 0)
+          else
             schedule_idle_check();
         },
         [this](caf::error& err) {
           reserving_ = false;
           fail_held(credit_waiters_, err); // closed: the values stay ours
+          sync_waiters();
         });
-  }
-
-  void schedule_flush() {
-    if (!flush_scheduled_) {
-      flush_scheduled_ = true;
-      send(this, flush_atom::value);
-    }
   }
 
   /// Sends what accumulated since the last flush: values in one message,
   /// acknowledgements in another.
   void flush() {
-    flush_scheduled_ = false;
-    if (!batch_.empty()) {
-      send(channel_, put_batch_atom::value, std::move(batch_));
-      batch_.clear();
-      if (credit_ > 0)
-        schedule_idle_check();
+    std::vector<envelope> batch;
+    std::vector<uint64_t> acks;
+    locked([&](flow& f) {
+      f.flush_posted = false;
+      batch.swap(f.batch);
+      acks.swap(f.acks);
+    });
+    if (!batch.empty()) {
+      send(channel_, put_batch_atom::value, std::move(batch));
+      schedule_idle_check();
     }
-    if (!acks_.empty()) {
-      send(channel_, ack_many_atom::value, std::move(acks_));
-      acks_.clear();
-    }
+    if (!acks.empty())
+      send(channel_, ack_many_atom::value, std::move(acks));
   }
 
   void schedule_idle_check() {
-    delayed_send(this, idle_credit, idle_atom::value, epoch_);
+    auto epoch = locked([](flow& f) { return f.epoch; });
+    delayed_send(this, idle_credit, idle_atom::value, epoch);
   }
 
   /// Gives unused credit back, so that other senders may use the slots.
   void return_credit() {
-    if (credit_ > 0 && channel_) {
-      flush();
-      send(channel_, unreserve_atom::value, credit_);
-      credit_ = 0;
-    }
+    if (!channel_)
+      return;
+    flush();
+    auto n = locked([](flow& f) { return std::exchange(f.credit, 0); });
+    if (n > 0)
+      send(channel_, unreserve_atom::value, n);
   }
 
   // -- receiving fetched values (capacity N >= 1) ------------------------------
@@ -373,60 +509,101 @@ private:
   /// Values come from the owner in batches of up to (waiting calls +
   /// prefetch window), each leased to this endpoint until acknowledged.
   void receive_fetched(op_request req, waiter w) {
-    if (!prefetched_.empty()) {
-      auto v = std::move(prefetched_.front());
-      prefetched_.pop_front();
-      hand_to(req, w, std::move(v));
+    std::optional<std::pair<envelope, nudges>> got;
+    locked([&](flow& f) {
+      if (!f.prefetched.empty() && get_waiters_.empty()) {
+        envelope v;
+        auto n = take_fetched(f, v, req.lease);
+        got.emplace(std::move(v), n);
+      }
+    });
+    if (got) {
+      post_self(got->second);
+      hand_to(req, w, std::move(got->first));
       return;
     }
     auto op = next_op_++;
     arm_deadline(op, req);
     get_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
+    sync_waiters();
     fetch();
   }
 
-  void hand_to(const op_request& req, waiter& w, envelope v) {
+  /// Completes a receive. A plain receive's acknowledgement was queued by
+  /// take_fetched, or is queued here.
+  void hand_to(const op_request& req, waiter& w, envelope v, bool ack = false) {
     op_result res;
     if (req.lease) {
       res.lease_id = v.lease;
-    } else {
-      acks_.push_back(v.lease);
-      schedule_flush();
+    } else if (ack) {
+      auto n = locked([&](flow& f) {
+        nudges n;
+        f.acks.push_back(v.lease);
+        n.flush = !f.flush_posted;
+        f.flush_posted = true;
+        return n;
+      });
+      post_self(n);
     }
     res.value = std::move(v);
     deliver(w, std::move(res));
   }
 
+  /// Asks the owner for values: for the calls waiting here, and ahead for
+  /// this receiver's next calls while it consumes.
   void fetch() {
-    if (fetching_ || get_waiters_.empty())
+    if (fetching_)
+      return;
+    auto max = locked([this](flow& f) {
+      auto room = prefetch_window(f);
+      room = f.prefetched.size() < room ? room - f.prefetched.size() : 0;
+      return get_waiters_.empty() ? room : get_waiters_.size() + room;
+    });
+    if (max == 0 || (get_waiters_.empty() && !consuming()))
       return;
     fetching_ = true;
     fetch_op_ = next_op_++;
-    auto prefetch = std::min<uint64_t>(capacity_, max_prefetch);
-    uint64_t max = get_waiters_.size() + prefetch;
     request(channel_, caf::infinite, get_many_atom::value, fetch_op_, max,
             true)
       .then(
         [this](std::vector<envelope>& values) {
           fetching_ = false;
-          for (auto& v : values) {
-            if (!get_waiters_.empty()) {
-              auto h = std::move(get_waiters_.front());
-              get_waiters_.pop_front();
-              hand_to(h.req, h.w, std::move(v));
-            } else {
-              prefetched_.push_back(std::move(v));
+          std::vector<std::pair<held_op, envelope>> done;
+          locked([&](flow& f) {
+            for (auto& v : values) {
+              if (!get_waiters_.empty()) {
+                done.emplace_back(std::move(get_waiters_.front()),
+                                  std::move(v));
+                get_waiters_.pop_front();
+              } else {
+                f.prefetched.push_back(std::move(v));
+              }
             }
-          }
+            f.get_waiters = get_waiters_.size();
+          });
+          for (auto& [h, v] : done)
+            hand_to(h.req, h.w, std::move(v), true);
           fetch();
         },
         [this](caf::error& err) {
           fetching_ = false;
-          if (is(err, errc::timeout)) // withdrawn: nobody was waiting
-            fetch();                  // ... unless someone is by now
-          else
+          if (is(err, errc::timeout)) { // withdrawn: nobody was waiting
+            fetch();                    // ... unless someone is by now
+          } else {
             fail_held(get_waiters_, err);
+            sync_waiters();
+          }
         });
+  }
+
+  /// Whether this receiver took a fetched value since the last fetch: only
+  /// then is it worth fetching ahead of its calls.
+  bool consuming() {
+    return locked([this](flow& f) {
+      auto taken = f.taken != last_taken_;
+      last_taken_ = f.taken;
+      return taken;
+    });
   }
 
   /// A deadline passed: an operation held here is withdrawn here (its value
@@ -445,9 +622,12 @@ private:
         }
       return false;
     };
-    if (withdraw_held(credit_waiters_))
+    if (withdraw_held(credit_waiters_)) {
+      sync_waiters();
       return;
+    }
     if (withdraw_held(get_waiters_)) {
+      sync_waiters();
       // Nobody waits any more: take the batch request back, so that values
       // are not fetched for no one (those already on their way stay ours).
       if (get_waiters_.empty() && fetching_)
@@ -476,7 +656,10 @@ private:
       .then(
         [this](caf::actor& ch, std::string&, uint64_t, uint64_t max_size) {
           channel_ = std::move(ch);
-          owner_max_ = max_size;
+          locked([max_size](flow& f) {
+            f.owner_max = max_size;
+            f.ready = true;
+          });
           monitor(channel_);
           release_held();
         },
@@ -523,40 +706,35 @@ private:
 
   caf::actor channel_;
   uint64_t id_;
-  uint64_t next_seq_ = 1;
   uint64_t next_op_ = 1;
   std::unordered_map<uint64_t, waiter> pending_;
   caf::error gone_;
   resolver resolver_;
   std::vector<std::pair<op_request, waiter>> held_;
-  // Capacity N >= 1: credit and batches (sending), fetched values (receiving).
+  // Capacity N >= 1: credit and batches (sending), fetched values
+  // (receiving); the state threads share lives in flow_.
+  flow_ptr flow_;
   size_t capacity_;
-  size_t owner_max_;
-  uint64_t credit_ = 0;
   bool reserving_ = false;
-  uint64_t epoch_ = 0;
-  std::vector<envelope> batch_;
   std::deque<held_op> credit_waiters_;
-  bool flush_scheduled_ = false;
-  std::deque<envelope> prefetched_;
   std::deque<held_op> get_waiters_;
-  std::vector<uint64_t> acks_;
   bool fetching_ = false;
   uint64_t fetch_op_ = 0;
+  uint64_t last_taken_ = 0;
 };
 
 } // namespace
 
 caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
-                          size_t capacity, size_t owner_max) {
-  return sys.spawn<endpoint_actor>(std::move(channel), capacity, owner_max);
+                          flow_ptr f) {
+  return sys.spawn<endpoint_actor>(std::move(channel), std::move(f));
 }
 
 caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
-                                    size_t capacity, caf::actor directory,
+                                    flow_ptr f, caf::actor directory,
                                     caf::timespan timeout, caf::error error) {
   return sys.spawn<endpoint_actor>(
-    resolver{std::move(where), std::move(directory), timeout}, capacity,
+    resolver{std::move(where), std::move(directory), timeout}, std::move(f),
     std::move(error));
 }
 

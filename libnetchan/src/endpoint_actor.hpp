@@ -2,7 +2,10 @@
 
 #include <condition_variable>
 #include <memory>
+#include <deque>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -10,6 +13,7 @@
 #include <caf/timespan.hpp>
 
 #include "netchan/detail/endpoint.hpp"
+#include "netchan/envelope.hpp"
 
 namespace netchan::detail {
 
@@ -49,19 +53,63 @@ private:
 
 using thread_reply_ptr = std::shared_ptr<thread_reply>;
 
+/// What an endpoint's actor shares with the threads that use its handles, on
+/// channels of capacity N >= 1: credit, values waiting to go out, values
+/// fetched ahead, acknowledgements to send. A thread that finds credit (or a
+/// fetched value) takes it here and returns at once: no message to the
+/// actor and no wait, except a nudge to flush when a batch starts.
+struct flow {
+  std::mutex mtx;
+  /// Set once the channel is known; until then every call takes the slow
+  /// path through the actor.
+  bool ready = false;
+  size_t capacity = 0;
+  /// The owner's size limit (0: not known yet).
+  size_t owner_max = 0;
+  uint64_t sender_id = 0;
+  uint64_t next_seq = 1;
+  /// Reserved slots not yet used; changes with every send.
+  uint64_t credit = 0;
+  uint64_t epoch = 0;
+  /// Operations the actor holds for credit / for a value: while there are
+  /// any, threads queue behind them instead of overtaking.
+  size_t credit_waiters = 0;
+  size_t get_waiters = 0;
+  std::vector<envelope> batch;
+  std::deque<envelope> prefetched;
+  std::vector<uint64_t> acks;
+  /// A nudge is on its way to the actor already.
+  bool flush_posted = false;
+  bool refill_posted = false;
+  bool fetch_posted = false;
+  /// Counts values taken from `prefetched`: the actor fetches ahead only
+  /// for a receiver that consumes.
+  uint64_t taken = 0;
+};
+
+using flow_ptr = std::shared_ptr<flow>;
+
+/// The thread side: sends `value` on credit if there is any; false means
+/// "take the slow path".
+bool send_fast(flow& f, const caf::actor& endpoint, envelope& value);
+
+/// The thread side: a fetched value, if one is at hand.
+std::optional<envelope> receive_fast(flow& f, const caf::actor& endpoint,
+                                     bool lease);
+
 /// Spawns the endpoint actor of a handle family on `channel` of `capacity`,
 /// whose owner accepts values up to `owner_max` bytes (0: unknown). It stamps
 /// sender id and sequence numbers, enforces deadlines by withdrawing, sends
 /// on credit and fetches in batches (capacity >= 1), and acknowledges
 /// received values.
 caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
-                          size_t capacity, size_t owner_max);
+                          flow_ptr f);
 
 /// Spawns an endpoint actor that first resolves `where` through `directory`
 /// (within `timeout`), holding operations until it knows the channel. With
 /// no directory, every operation fails with `error`.
 caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
-                                    size_t capacity, caf::actor directory,
+                                    flow_ptr f, caf::actor directory,
                                     caf::timespan timeout, caf::error error);
 
 } // namespace netchan::detail

@@ -13,13 +13,24 @@
 
 namespace netchan::detail {
 
+namespace {
+
+flow_ptr make_flow(size_t capacity, size_t owner_max) {
+  auto f = std::make_shared<flow>();
+  f->capacity = capacity;
+  f->owner_max = owner_max;
+  return f;
+}
+
+} // namespace
+
 endpoint::endpoint(caf::actor_system& sys, caf::actor channel,
                    std::shared_ptr<channel_owner> owner, std::string type_name,
                    size_t capacity, size_t max_message_size, std::string where,
                    size_t owner_max)
   : sys_(&sys),
-    actor_(spawn_endpoint(sys, std::move(channel), capacity,
-                          owner_max != 0 ? owner_max : max_message_size)),
+    flow_(make_flow(capacity, owner_max != 0 ? owner_max : max_message_size)),
+    actor_(spawn_endpoint(sys, std::move(channel), flow_)),
     owner_(std::move(owner)),
     type_name_(std::move(type_name)),
     capacity_(capacity),
@@ -32,7 +43,8 @@ endpoint::endpoint(caf::actor_system& sys, std::string where,
                    caf::actor directory, caf::timespan timeout,
                    caf::error error)
   : sys_(&sys),
-    actor_(spawn_resolving_endpoint(sys, where, capacity, std::move(directory),
+    flow_(make_flow(capacity, 0)),
+    actor_(spawn_resolving_endpoint(sys, where, flow_, std::move(directory),
                                     timeout, std::move(error))),
     type_name_(std::move(type_name)),
     capacity_(capacity),
@@ -47,6 +59,17 @@ endpoint::~endpoint() {
 }
 
 op_result endpoint::call(op_request req) const {
+  // The fast path: credit or a fetched value at hand, no message, no wait.
+  if (capacity_ > 0 && req.kind == op_kind::put && req.timeout == no_deadline
+      && send_fast(*flow_, actor_, req.value))
+    return op_result{};
+  if (capacity_ > 0 && req.kind == op_kind::get)
+    if (auto v = receive_fast(*flow_, actor_, req.lease)) {
+      op_result res;
+      res.lease_id = req.lease ? v->lease : 0;
+      res.value = std::move(*v);
+      return res;
+    }
   auto slot = std::make_shared<sync_slot>();
   caf::anon_send(actor_, call_atom::value, std::move(req),
                  std::make_shared<thread_reply>(slot));

@@ -68,6 +68,7 @@ typename Inspector::result_type inspect(Inspector& f, op_result& x) {
 }
 
 class channel_owner;
+struct flow;
 
 /// The endpoint actor of one handle family (a handle and its copies) and
 /// what keeps it and its channel alive. Thread-safe.
@@ -128,6 +129,7 @@ public:
 
 private:
   caf::actor_system* sys_;
+  std::shared_ptr<flow> flow_;
   caf::actor actor_;
   std::shared_ptr<channel_owner> owner_;
   std::string type_name_;
