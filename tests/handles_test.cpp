@@ -383,3 +383,21 @@ BOOST_AUTO_TEST_CASE(errors_read_as_sentences) {
                       != std::string::npos,
                     true);
 }
+
+BOOST_DATA_TEST_CASE(values_sent_just_before_the_handle_goes_still_arrive,
+                     bdata::make(std::vector<size_t>{1, 16, 1024}), cap) {
+  fixture f;
+  auto [tx, rx] = channel<int>(f.sys, cap);
+  const int n = static_cast<int>(std::min<size_t>(cap, 500));
+  {
+    auto last_sender = tx; // the only other copy goes below
+    tx = netchan::sender<int>{};
+    for (int i = 0; i < n; ++i)
+      BOOST_REQUIRE(!last_sender.send(i));
+  } // the endpoint goes with its last handle, right after the sends
+  for (int i = 0; i < n; ++i) {
+    auto v = rx.receive_for(30s);
+    BOOST_REQUIRE(v);
+    BOOST_CHECK_EQUAL(*v, i);
+  }
+}

@@ -240,6 +240,10 @@ public:
   }
 
   void on_exit() override {
+    // Values a send already reported as sent hold reserved slots: they must
+    // reach the owner even if the handle goes right after sending.
+    if (channel_)
+      return_credit();
     fail_all(make_error(errc::shut_down, "the channel handle was destroyed"));
   }
 
