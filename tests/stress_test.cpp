@@ -1,6 +1,7 @@
 // Many threads on one channel: 8 senders x 8 receivers x 2,000 values per
-// sender, at capacity 0, 1 and 16. Every value must arrive exactly once and
-// each receiver must see every sender's values in that sender's order.
+// sender, at capacity 0, 1, 16 and 1024 (where credit and fetching ahead
+// carry most values). Every value must arrive exactly once and each
+// receiver must see every sender's values in that sender's order.
 // NETCHAN_STRESS=N multiplies the counts for soak runs by hand.
 #define BOOST_TEST_MODULE stress
 #include <boost/test/data/test_case.hpp>
@@ -33,7 +34,7 @@ constexpr uint64_t encode_value(uint64_t sender, uint64_t seq) {
 } // namespace
 
 BOOST_DATA_TEST_CASE(every_value_arrives_once_in_each_senders_order,
-                     bdata::make(std::vector<size_t>{0, 1, 16}), cap) {
+                     bdata::make(std::vector<size_t>{0, 1, 16, 1024}), cap) {
   const size_t senders = 8;
   const size_t receivers = 8;
   const size_t per_sender = 2000 * stress_factor();
