@@ -220,6 +220,8 @@ BOOST_AUTO_TEST_CASE(a_handle_passed_a_to_b_to_c_works_on_c_after_b_exited) {
   BOOST_REQUIRE(got);
   BOOST_CHECK_EQUAL(*got, 42);
   BOOST_CHECK_EQUAL(c.wait(30s), 0);
+  // Named channels are listed; the published anonymous one is not.
+  BOOST_CHECK(a.get().channels() == std::vector<std::string>{"to_b"});
 }
 
 // -- errors that say what to fix ------------------------------------------------
