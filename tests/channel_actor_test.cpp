@@ -79,7 +79,7 @@ caf::behavior client_actor(caf::event_based_actor* self, caf::actor ch,
         .then(ok(op), fail(op));
     },
     [=](reserve_atom, uint64_t op, uint64_t want) {
-      self->request(ch, caf::infinite, reserve_atom::value, want)
+      self->request(ch, caf::infinite, reserve_atom::value, want, true)
         .then([log, op](uint64_t n) { (*log)[op] = verdict{"ok", 0, {}, n}; },
               fail(op));
     },

@@ -401,3 +401,19 @@ BOOST_DATA_TEST_CASE(values_sent_just_before_the_handle_goes_still_arrive,
     BOOST_CHECK_EQUAL(*v, i);
   }
 }
+
+BOOST_AUTO_TEST_CASE(a_blocked_send_completes_as_soon_as_one_slot_frees) {
+  fixture f;
+  auto [tx, rx] = channel<int>(f.sys, 8);
+  for (int i = 0; i < 8; ++i)
+    BOOST_REQUIRE(!tx.send(i));
+  auto blocked = std::async(std::launch::async, [tx = tx] {
+    return tx.send_for(8, 30s);
+  });
+  auto first = rx.receive(); // frees exactly one slot
+  BOOST_REQUIRE(first);
+  // Go: the blocked send completes now, not when a chunk of slots is free.
+  BOOST_REQUIRE(blocked.wait_for(30s) == std::future_status::ready);
+  auto err = blocked.get();
+  BOOST_CHECK_MESSAGE(!err, netchan::to_string(err));
+}

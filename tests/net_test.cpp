@@ -224,6 +224,30 @@ BOOST_AUTO_TEST_CASE(a_handle_passed_a_to_b_to_c_works_on_c_after_b_exited) {
   BOOST_CHECK(a.get().channels() == std::vector<std::string>{"to_b"});
 }
 
+BOOST_AUTO_TEST_CASE(values_fetched_ahead_by_an_idle_receiver_reach_another) {
+  local_node a{listen_args()};
+  auto ch = a.get().create<int32_t>("shared", 4);
+  BOOST_REQUIRE(ch);
+  auto [tx, first] = *ch;
+  // A second receiver family on the same channel (its own endpoint).
+  auto [unused, second] = open_or_fail<int32_t>(
+    a.get(), "127.0.0.1:" + std::to_string(a.get().port()) + "/shared");
+  for (int i = 1; i <= 4; ++i)
+    BOOST_REQUIRE(!tx.send(i));
+  for (int i = 1; i <= 3; ++i) // fetches ahead, takes three, then stops
+    BOOST_REQUIRE_EQUAL(*first.receive_for(30s), i);
+  auto fourth = second.receive_for(30s); // not stranded with `first`
+  BOOST_REQUIRE(fourth);
+  BOOST_CHECK_EQUAL(*fourth, 4);
+  BOOST_REQUIRE(!tx.close());
+  auto end = second.receive_for(30s);
+  BOOST_REQUIRE(!end);
+  BOOST_CHECK(netchan::is(end.error(), netchan::errc::closed));
+  auto st = tx.stats();
+  BOOST_REQUIRE(st);
+  BOOST_CHECK_EQUAL(st->requeued, 0u); // returned unread, not redelivered
+}
+
 // -- errors that say what to fix ------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(an_unknown_channel_name_lists_the_nodes_channels) {
@@ -271,12 +295,16 @@ BOOST_AUTO_TEST_CASE(a_refused_connection_says_so) {
 
 BOOST_AUTO_TEST_CASE(a_killed_owner_fails_old_handles_and_open_works_again) {
   auto p = std::make_unique<peer>(
-    std::vector<std::string>{"--channel", "q:int:1"}, listen_args());
+    std::vector<std::string>{"--channel", "q:int:1", "--channel",
+                             "wide:int:1024"},
+    listen_args());
   auto port = p->port;
   local_node me{client.args()};
   auto [tx, rx] = open_or_fail<int32_t>(me.get(), p->where("q"));
+  auto [wide_tx, wide_rx] = open_or_fail<int32_t>(me.get(), p->where("wide"));
   BOOST_REQUIRE(!tx.send(1));
   BOOST_REQUIRE_EQUAL(*rx.receive(), 1);
+  BOOST_REQUIRE(!wide_tx.send(1)); // holds credit for ~1000 more now
   auto blocked = std::async(std::launch::async, [rx = rx] {
     return rx.receive();
   });
@@ -286,6 +314,14 @@ BOOST_AUTO_TEST_CASE(a_killed_owner_fails_old_handles_and_open_works_again) {
   BOOST_REQUIRE(!got);
   BOOST_CHECK(netchan::is(got.error(), netchan::errc::peer_down));
   BOOST_CHECK(netchan::is(tx.send(2), netchan::errc::peer_down));
+  // Credit from a dead owner is worthless: sends must fail once the death
+  // is known, not report success until the credit runs out.
+  int successes = 0;
+  caf::error err;
+  while (successes < 1000 && !(err = wide_tx.send(2)))
+    ++successes;
+  BOOST_CHECK_LT(successes, 1000);
+  BOOST_CHECK(netchan::is(err, netchan::errc::peer_down));
   p.reset();
   peer again{{"--channel", "q:int:1"}, listen_args(port)};
   BOOST_REQUIRE_EQUAL(again.port, port);

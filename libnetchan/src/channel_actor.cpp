@@ -57,6 +57,7 @@ struct parked_reserve {
   caf::actor_addr from;
   uint64_t want = 0;
   caf::response_promise rp;
+  bool urgent = false;
 };
 
 /// A value in the buffer. `counted` is false only for a capacity-0 value
@@ -125,8 +126,28 @@ public:
       [this](close_atom) -> caf::result<ok_atom> { return close(); },
       [this](len_atom) { return static_cast<uint64_t>(buffer_.size()); },
       [this](stats_atom) { return stats(); },
-      [this](reserve_atom, uint64_t want) -> caf::result<uint64_t> {
-        return reserve(want);
+      [this](reserve_atom, uint64_t want, bool urgent)
+        -> caf::result<uint64_t> { return reserve(want, urgent); },
+      [this](hurry_atom) {
+        auto from = who();
+        for (auto& r : reserves_)
+          if (r.from == from)
+            r.urgent = true;
+        dispatch();
+      },
+      [this](unread_atom, const std::vector<uint64_t>& ids) {
+        // Back to the head in their order, as if never fetched.
+        auto from = who();
+        for (auto i = ids.rbegin(); i != ids.rend(); ++i)
+          if (auto l = leases_.find(*i);
+              l != leases_.end() && l->second.holder == from) {
+            auto value = std::move(l->second.value);
+            auto counted = l->second.counted;
+            erase_lease(l);
+            counted_buffered_ += counted ? 1 : 0;
+            buffer_.push_front(slot{std::move(value), counted});
+          }
+        dispatch();
       },
       [this](unreserve_atom, uint64_t n) { unreserve(n); },
     };
@@ -277,11 +298,15 @@ private:
     auto r = reservations_.find(from);
     for (auto& v : values) {
       caf::error err;
-      if (r == reservations_.end() || r->second == 0)
+      if (r == reservations_.end() || r->second == 0) {
         err = make_error(errc::invalid_argument,
                          "a value arrived without credit");
-      else if (!(err = admit(v, true)))
-        --r->second, --reserved_;
+      } else {
+        // The slot is used up either way: the sender counted it as spent.
+        --r->second;
+        --reserved_;
+        err = admit(v, true);
+      }
       if (err) {
         // The sender's edge checks type and size with our limits, so this
         // is a protocol violation: refuse loudly, to the sender.
@@ -351,7 +376,7 @@ private:
 
   /// Credit: reserves up to `want` free slots for the sender, waiting until
   /// at least one is free.
-  caf::result<uint64_t> reserve(uint64_t want) {
+  caf::result<uint64_t> reserve(uint64_t want, bool urgent) {
     auto from = who();
     watch(from);
     if (closed_)
@@ -364,7 +389,7 @@ private:
     if (reserves_.empty() && free_slots() > 0)
       return grant(from, want);
     auto rp = make_response_promise();
-    reserves_.push_back(parked_reserve{from, want, std::move(rp)});
+    reserves_.push_back(parked_reserve{from, want, std::move(rp), urgent});
     return caf::delegated<uint64_t>{};
   }
 
@@ -469,12 +494,15 @@ private:
           push(std::move(p.value), true);
       }
     }
-    // A waiting sender gets credit in chunks, not slot by slot as receivers
-    // acknowledge: one grant per slot would make it pay a round trip per
-    // value. A chunk is a quarter of the capacity, or all it asked for.
+    // Credit asked for ahead of need comes in chunks, not slot by slot as
+    // receivers acknowledge: one grant per slot would make a streaming
+    // sender pay a round trip per value. A chunk is a quarter of the
+    // capacity, or all it asked for. A blocked caller gets the first slot.
     while (!reserves_.empty()
-           && free_slots() >= std::min<uint64_t>(reserves_.front().want,
-                                                  credit_chunk())) {
+           && free_slots() >= (reserves_.front().urgent
+                                 ? 1
+                                 : std::min<uint64_t>(reserves_.front().want,
+                                                      credit_chunk()))) {
       auto r = std::move(reserves_.front());
       reserves_.pop_front();
       r.rp.deliver(grant(r.from, r.want));

@@ -67,6 +67,7 @@ struct resolver {
   std::string where;
   caf::actor directory;
   caf::timespan timeout;
+  std::string type_name;
 };
 
 /// An operation waiting inside the endpoint (for credit, or for a value).
@@ -89,6 +90,7 @@ using flush_atom = caf::atom_constant<caf::atom("nc_flush")>;
 using refill_atom = caf::atom_constant<caf::atom("nc_refill")>;
 using fetch_atom = caf::atom_constant<caf::atom("nc_fetch")>;
 using idle_atom = caf::atom_constant<caf::atom("nc_idle")>;
+using unread_check_atom = caf::atom_constant<caf::atom("nc_unrchk")>;
 
 /// Nudges the actor needs after a fast-path step.
 struct nudges {
@@ -225,6 +227,9 @@ public:
         locked([](flow& f) { f.fetch_posted = false; });
         fetch();
       },
+      [this](unread_check_atom, uint64_t taken_then) {
+        return_unread(taken_then);
+      },
       [this](idle_atom, uint64_t epoch) {
         auto idle = locked([&](flow& f) { return epoch == f.epoch; });
         if (idle && credit_waiters_.empty())
@@ -294,6 +299,12 @@ private:
         return_credit();
       }
     }
+    at_owner(std::move(req), std::move(w));
+  }
+
+  /// One request per operation, answered by the owner: capacity 0 always,
+  /// and try operations or queries on any capacity.
+  void at_owner(op_request req, waiter w) {
     auto op = next_op_++;
     pending_.emplace(op, std::move(w));
     auto fail = [this, op](caf::error& err) {
@@ -306,8 +317,17 @@ private:
       case op_kind::put: {
         auto& v = req.value;
         v.sender = id_;
-        v.seq = locked([](flow& f) { return f.next_seq++; });
         v.redelivered = false;
+        // Values on credit still in the batch have lower sequence numbers:
+        // they must reach the owner first, or it would take them for
+        // duplicates of this one.
+        std::vector<envelope> earlier;
+        v.seq = locked([&](flow& f) {
+          earlier.swap(f.batch);
+          return f.next_seq++;
+        });
+        if (!earlier.empty())
+          send(channel_, put_batch_atom::value, std::move(earlier));
         auto mode = req.may_park ? put_mode::park : put_mode::try_once;
         arm_deadline(op, req);
         request(channel_, caf::infinite, put_atom::value, op, std::move(v),
@@ -416,10 +436,20 @@ private:
       deliver(w, op_result{});
       return;
     }
+    if (!req.may_park) { // a try never waits here: one round trip at most
+      at_owner(std::move(req), std::move(w));
+      return;
+    }
     auto op = next_op_++;
     arm_deadline(op, req);
     credit_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
     sync_waiters();
+    if (reserving_ && !urgent_) {
+      // A request for credit ahead of need is out: someone waits now, so
+      // one free slot is enough (the owner otherwise waits for a chunk).
+      urgent_ = true;
+      send(channel_, hurry_atom::value);
+    }
     want_credit();
   }
 
@@ -442,10 +472,12 @@ private:
     if (want == 0)
       return;
     reserving_ = true;
-    request(channel_, caf::infinite, reserve_atom::value, want)
+    urgent_ = !credit_waiters_.empty();
+    request(channel_, caf::infinite, reserve_atom::value, want, urgent_)
       .then(
         [this](uint64_t granted) {
           reserving_ = false;
+          urgent_ = false;
           std::vector<waiter> done;
           nudges n;
           locked([&](flow& f) {
@@ -470,6 +502,7 @@ private:
         },
         [this](caf::error& err) {
           reserving_ = false;
+          urgent_ = false;
           fail_held(credit_waiters_, err); // closed: the values stay ours
           sync_waiters();
         });
@@ -526,6 +559,10 @@ private:
       hand_to(req, w, std::move(got->first));
       return;
     }
+    if (!req.may_park) { // a try never waits here: one round trip at most
+      at_owner(std::move(req), std::move(w));
+      return;
+    }
     auto op = next_op_++;
     arm_deadline(op, req);
     get_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
@@ -567,8 +604,11 @@ private:
       return;
     fetching_ = true;
     fetch_op_ = next_op_++;
+    // Only calls that wait may park at the owner: fetching ahead takes what
+    // is there and never queues before receivers that are blocked.
+    auto may_park = !get_waiters_.empty();
     request(channel_, caf::infinite, get_many_atom::value, fetch_op_, max,
-            true)
+            may_park)
       .then(
         [this](std::vector<envelope>& values) {
           fetching_ = false;
@@ -587,17 +627,45 @@ private:
           });
           for (auto& [h, v] : done)
             hand_to(h.req, h.w, std::move(v), true);
+          schedule_unread_check();
           fetch();
         },
         [this](caf::error& err) {
           fetching_ = false;
-          if (is(err, errc::timeout)) { // withdrawn: nobody was waiting
-            fetch();                    // ... unless someone is by now
+          if (is(err, errc::timeout) || is(err, errc::would_block)) {
+            fetch(); // withdrawn, or nothing ahead: again if someone waits
           } else {
             fail_held(get_waiters_, err);
             sync_waiters();
           }
         });
+  }
+
+  /// Values fetched ahead that this receiver leaves untaken go back to the
+  /// channel, unflagged (they were never delivered), for other receivers.
+  void schedule_unread_check() {
+    auto taken = locked([](flow& f) { return f.taken; });
+    delayed_send(this, idle_credit, unread_check_atom::value, taken);
+  }
+
+  void return_unread(uint64_t taken_then) {
+    std::vector<uint64_t> unread;
+    bool busy = false;
+    locked([&](flow& f) {
+      if (f.prefetched.empty())
+        return;
+      if (f.taken != taken_then || !get_waiters_.empty()) {
+        busy = true; // still consuming: look again later
+        return;
+      }
+      for (auto& v : f.prefetched)
+        unread.push_back(v.lease);
+      f.prefetched.clear();
+    });
+    if (busy)
+      schedule_unread_check();
+    if (!unread.empty())
+      send(channel_, unread_atom::value, std::move(unread));
   }
 
   /// Whether this receiver took a fetched value since the last fetch: only
@@ -658,7 +726,16 @@ private:
     request(resolver_.directory, resolver_.timeout, resolve_atom::value,
             resolver_.where)
       .then(
-        [this](caf::actor& ch, std::string&, uint64_t, uint64_t max_size) {
+        [this](caf::actor& ch, std::string& type_name, uint64_t,
+               uint64_t max_size) {
+          if (!resolver_.type_name.empty() && type_name != resolver_.type_name) {
+            gone_ = make_error(errc::type_mismatch,
+                               "the handle to " + resolver_.where
+                                 + " says it carries " + resolver_.type_name
+                                 + ", but the channel carries " + type_name);
+            release_held();
+            return;
+          }
           channel_ = std::move(ch);
           locked([max_size](flow& f) {
             f.owner_max = max_size;
@@ -685,6 +762,15 @@ private:
   }
 
   void on_channel_down() {
+    // Fast paths stop: no send may report success towards a dead owner.
+    // Values fetched ahead die with it (its failure contract: values it had
+    // accepted are lost with it); nobody would acknowledge them.
+    locked([](flow& f) {
+      f.ready = false;
+      f.credit = 0;
+      f.batch.clear();
+      f.prefetched.clear();
+    });
     gone_ = make_error(errc::peer_down,
                        "the channel's owner has shut the channel down");
     fail_all(gone_);
@@ -720,6 +806,7 @@ private:
   flow_ptr flow_;
   size_t capacity_;
   bool reserving_ = false;
+  bool urgent_ = false;
   std::deque<held_op> credit_waiters_;
   std::deque<held_op> get_waiters_;
   bool fetching_ = false;
@@ -735,11 +822,13 @@ caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
 }
 
 caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
-                                    flow_ptr f, caf::actor directory,
+                                    std::string type_name, flow_ptr f,
+                                    caf::actor directory,
                                     caf::timespan timeout, caf::error error) {
   return sys.spawn<endpoint_actor>(
-    resolver{std::move(where), std::move(directory), timeout}, std::move(f),
-    std::move(error));
+    resolver{std::move(where), std::move(directory), timeout,
+             std::move(type_name)},
+    std::move(f), std::move(error));
 }
 
 } // namespace netchan::detail

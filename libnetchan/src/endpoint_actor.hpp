@@ -106,10 +106,12 @@ caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
                           flow_ptr f);
 
 /// Spawns an endpoint actor that first resolves `where` through `directory`
-/// (within `timeout`), holding operations until it knows the channel. With
-/// no directory, every operation fails with `error`.
+/// (within `timeout`), holding operations until it knows the channel, and
+/// checks that it carries `type_name`. With no directory, every operation
+/// fails with `error`.
 caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,
-                                    flow_ptr f, caf::actor directory,
+                                    std::string type_name, flow_ptr f,
+                                    caf::actor directory,
                                     caf::timespan timeout, caf::error error);
 
 } // namespace netchan::detail

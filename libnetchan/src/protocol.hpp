@@ -48,10 +48,17 @@ using close_atom = caf::atom_constant<caf::atom("nc_close")>;
 using len_atom = caf::atom_constant<caf::atom("nc_len")>;
 /// (stats) -> channel_stats.
 using stats_atom = caf::atom_constant<caf::atom("nc_stats")>;
-/// (reserve, uint64_t want) -> uint64_t granted (>= 1): credit for free
-/// slots, waiting until one is free; `closed` once closed.
+/// (reserve, uint64_t want, bool urgent) -> uint64_t granted (>= 1): credit
+/// for free slots, waiting until some are free: one if `urgent` (a caller is
+/// blocked), else a chunk (a quarter of the capacity, or `want`); `closed`
+/// once closed.
 using reserve_atom = caf::atom_constant<caf::atom("nc_resv")>;
 /// (unreserve, uint64_t n): give unused credit back. One-way.
+/// (hurry): the sender's waiting reserve became urgent. One-way.
+using hurry_atom = caf::atom_constant<caf::atom("nc_hurry")>;
+/// (unread, std::vector<uint64_t>): leases of values fetched ahead and never
+/// handed to the application: back to the head, unflagged. One-way.
+using unread_atom = caf::atom_constant<caf::atom("nc_unread")>;
 using unreserve_atom = caf::atom_constant<caf::atom("nc_unresv")>;
 /// The positive answer.
 using ok_atom = caf::atom_constant<caf::atom("nc_ok")>;
