@@ -436,14 +436,8 @@ private:
       deliver(w, op_result{});
       return;
     }
-    if (!req.may_park) { // a try never waits here: one round trip at most
-      at_owner(std::move(req), std::move(w));
+    if (!hold(credit_waiters_, std::move(req), std::move(w)))
       return;
-    }
-    auto op = next_op_++;
-    arm_deadline(op, req);
-    credit_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
-    sync_waiters();
     if (reserving_ && !urgent_) {
       // A request for credit ahead of need is out: someone waits now, so
       // one free slot is enough (the owner otherwise waits for a chunk).
@@ -559,15 +553,23 @@ private:
       hand_to(req, w, std::move(got->first));
       return;
     }
-    if (!req.may_park) { // a try never waits here: one round trip at most
+    if (hold(get_waiters_, std::move(req), std::move(w)))
+      fetch();
+  }
+
+  /// Holds an operation here until credit or a value arrives (with its
+  /// deadline); a try goes to the owner instead, one round trip at most.
+  /// Returns whether it is held.
+  bool hold(std::deque<held_op>& queue, op_request req, waiter w) {
+    if (!req.may_park) {
       at_owner(std::move(req), std::move(w));
-      return;
+      return false;
     }
     auto op = next_op_++;
     arm_deadline(op, req);
-    get_waiters_.push_back(held_op{op, std::move(req), std::move(w)});
+    queue.push_back(held_op{op, std::move(req), std::move(w)});
     sync_waiters();
-    fetch();
+    return true;
   }
 
   /// Completes a receive. A plain receive's acknowledgement was queued by
