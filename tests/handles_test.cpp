@@ -375,6 +375,11 @@ BOOST_AUTO_TEST_CASE(an_actor_receive_with_a_deadline_times_out) {
   self->wait_for(a);
 }
 
+BOOST_AUTO_TEST_CASE(no_error_is_no_errc) {
+  BOOST_CHECK(!netchan::is(caf::error{}, netchan::errc::closed));
+  BOOST_CHECK_EQUAL(netchan::to_string(caf::error{}), "no error");
+}
+
 BOOST_AUTO_TEST_CASE(errors_read_as_sentences) {
   auto err = netchan::make_error(netchan::errc::closed, "channel 'x' is closed");
   BOOST_CHECK_EQUAL(netchan::to_string(err), "closed: channel 'x' is closed");

@@ -78,7 +78,8 @@ caf::error make_error(errc code, std::string sentence) {
 }
 
 bool is(const caf::error& err, errc code) {
-  return err.category() == errc_category
+  // CAF 0.17's error::category() dereferences null on an empty error.
+  return err && err.category() == errc_category
          && err.code() == static_cast<uint8_t>(code);
 }
 
