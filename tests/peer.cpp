@@ -21,6 +21,10 @@
 //   netchan-test-peer use --from HOST:PORT/NAME -- CONFIG-ARGS...
 //     receives one sender<int32_t> from NAME, prints "got handle", waits for
 //     the line "go", sends 42 through the handle, prints "used" or "error".
+//   netchan-test-peer dial --to HOST:PORT --id I --count K -- CONFIG-ARGS...
+//     dials the listener, prints "dialed", sends (I << 32 | k) for
+//     k = 1..K, prints "sent K", then prints "got V" for every value the
+//     listener sends or replies, until its stdin closes.
 //
 // TYPE is one of: int, u64, str, job.
 
@@ -134,6 +138,7 @@ int main(int argc, char** argv) {
   std::string echo;
   uint64_t count = 0;
   size_t threads = 1;
+  uint64_t client = 0;
   size_t size = 0;
   std::vector<std::string> channels;
   for (size_t i = 1; i + 1 < own.size(); i += 2) {
@@ -145,6 +150,8 @@ int main(int argc, char** argv) {
       target = own[i + 1];
     else if (own[i] == "--count")
       count = std::stoull(own[i + 1]);
+    else if (own[i] == "--id")
+      client = std::stoull(own[i + 1]);
     else if (own[i] == "--threads")
       threads = std::stoul(own[i + 1]);
     else if (own[i] == "--size")
@@ -228,6 +235,26 @@ int main(int argc, char** argv) {
                     + netchan::to_string(err));
       std::cout << "sent " << sent << std::endl;
     }
+  } else if (mode == "dial") {
+    auto d = netchan::dial<uint64_t>(sys, target);
+    if (!d)
+      return fail(netchan::to_string(d.error()));
+    std::cout << "dialed" << std::endl;
+    for (uint64_t k = 1; k <= count; ++k)
+      if (auto err = d->send((client << 32) | k))
+        return fail(netchan::to_string(err));
+    std::cout << "sent " << count << std::endl;
+    std::thread printer{[rx = d->receiving()] {
+      for (;;) {
+        auto v = rx.receive();
+        if (!v)
+          return; // closed below
+        std::cout << "got " << *v << std::endl;
+      }
+    }};
+    wait_for_stdin_eof();
+    static_cast<void>(d->receiving().close());
+    printer.join();
   } else if (mode == "relay") {
     using handle = netchan::sender<int32_t>;
     auto mailbox = n.create<handle>("mailbox", 1);

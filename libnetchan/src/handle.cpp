@@ -81,6 +81,15 @@ void endpoint::post(op_request req) const {
   caf::anon_send(actor_, std::move(req));
 }
 
+uint64_t endpoint::sender_id() const {
+  std::lock_guard<std::mutex> guard{flow_->mtx};
+  return flow_->sender_id;
+}
+
+caf::actor endpoint::local_channel() const {
+  return owner_ ? owner_->channel() : caf::actor{};
+}
+
 caf::expected<std::string> endpoint::global_address() const {
   if (!where_.empty())
     return where_;

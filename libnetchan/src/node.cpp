@@ -22,8 +22,9 @@ namespace detail {
 
 class node_state {
 public:
-  node_state(caf::actor_system& sys, const netchan::config& cfg, tls_files tls)
-    : sys_(sys), cfg_(cfg), tls_(std::move(tls)) {
+  node_state(caf::actor_system& sys, const netchan::config& cfg, tls_files tls,
+             std::string listen)
+    : sys_(sys), cfg_(cfg), tls_(std::move(tls)), listen_(std::move(listen)) {
   }
 
   ~node_state() {
@@ -34,8 +35,8 @@ public:
     directory_ = spawn_directory(sys_, directory_spec{cfg_.node_name,
                                                       cfg_.connect_timeout,
                                                       cfg_.request_timeout});
-    if (!cfg_.listen.empty()) {
-      auto where = parse_host_port(cfg_.listen);
+    if (!listen_.empty()) {
+      auto where = parse_host_port(listen_);
       if (!where)
         return make_error(errc::invalid_config,
                           "netchan.listen: "
@@ -44,14 +45,14 @@ public:
         return make_error(errc::invalid_config,
                           "netchan.insecure=true confines a node to loopback, "
                           "but netchan.listen is "
-                            + cfg_.listen
+                            + listen_
                             + "; configure certificates to listen elsewhere");
       // reuse = true: a restarted node can take its port back at once.
       auto port = caf::openssl::publish(directory_, where->port,
                                         where->host.c_str(), true);
       if (!port)
         return make_error(errc::connect_failed,
-                          "cannot listen on " + cfg_.listen + ": "
+                          "cannot listen on " + listen_ + ": "
                             + netchan::to_string(port.error()));
       host_ = where->host;
       port_ = *port;
@@ -107,8 +108,9 @@ public:
     return result;
   }
 
-  caf::expected<endpoint_pair> open(const std::string& where,
-                                    const std::string& type_name) {
+  using resolved = std::tuple<caf::actor, std::string, uint64_t, uint64_t>;
+
+  caf::expected<resolved> resolve(const std::string& where) {
     auto addr = parse_channel_address(where);
     if (!addr)
       return std::move(addr.error());
@@ -116,18 +118,13 @@ public:
     if (!dir)
       return stopped();
     caf::scoped_actor self{sys_};
-    caf::expected<endpoint_pair> result{caf::error{}};
+    caf::expected<resolved> result{caf::error{}};
     self->request(dir, resolve_timeout(), resolve_atom::value, where)
       .receive(
-        [&](caf::actor& ch, std::string& remote_type, uint64_t capacity,
+        [&](caf::actor& ch, std::string& type_name, uint64_t capacity,
             uint64_t owner_max) {
-          if (remote_type != type_name)
-            result = make_error(errc::type_mismatch,
-                                "channel " + where + " carries " + remote_type
-                                  + ", but it was opened as " + type_name);
-          else
-            result = make_endpoints(std::move(ch), type_name, capacity,
-                                    owner_max, where);
+          result = resolved{std::move(ch), std::move(type_name), capacity,
+                            owner_max};
         },
         [&](caf::error& err) {
           auto diagnose = [&] {
@@ -138,6 +135,27 @@ public:
                                          diagnose);
         });
     return result;
+  }
+
+  caf::expected<endpoint_pair> open(const std::string& where,
+                                    const std::string& type_name) {
+    auto r = resolve(where);
+    if (!r)
+      return std::move(r.error());
+    auto& [ch, remote_type, capacity, owner_max] = *r;
+    if (remote_type != type_name)
+      return make_error(errc::type_mismatch,
+                        "channel " + where + " carries " + remote_type
+                          + ", but it was opened as " + type_name);
+    return make_endpoints(std::move(ch), type_name, capacity, owner_max,
+                          where);
+  }
+
+  void adopt(const std::string& id, caf::actor whom,
+             const std::string& type_name) {
+    if (auto dir = directory())
+      caf::anon_send(dir, adopt_atom::value, id, std::move(whom), type_name,
+                     uint64_t{0}, static_cast<uint64_t>(cfg_.max_message_size));
   }
 
   std::vector<std::string> channels() {
@@ -195,6 +213,7 @@ private:
   caf::actor_system& sys_;
   const netchan::config& cfg_;
   tls_files tls_;
+  std::string listen_;
   std::mutex mtx_;
   caf::actor directory_;
   std::string host_ = "127.0.0.1";
@@ -204,6 +223,16 @@ private:
 } // namespace detail
 
 caf::expected<node> node::start(caf::actor_system& sys) {
+  auto cfg = dynamic_cast<const netchan::config*>(&sys.config());
+  if (cfg == nullptr)
+    return make_error(errc::invalid_config,
+                      "a netchan node needs an actor system made from a "
+                      "netchan::config");
+  return start(sys, cfg->listen);
+}
+
+caf::expected<node> node::start(caf::actor_system& sys,
+                                const std::string& listen) {
   auto cfg = dynamic_cast<const netchan::config*>(&sys.config());
   if (cfg == nullptr)
     return make_error(errc::invalid_config,
@@ -231,7 +260,8 @@ caf::expected<node> node::start(caf::actor_system& sys) {
     std::cerr << "netchan: WARNING: the OpenSSL error-queue fix is not "
                  "active (libnetchan loaded after libssl?): a peer killed "
                  "without TLS shutdown may drop healthy connections\n";
-  auto state = std::make_shared<detail::node_state>(sys, *cfg, std::move(tls));
+  auto state = std::make_shared<detail::node_state>(sys, *cfg, std::move(tls),
+                                                    listen);
   if (auto err = state->start())
     return err;
   return node{sys, std::move(state)};
@@ -251,6 +281,16 @@ std::vector<std::string> node::channels() const {
 
 void node::shutdown() {
   state_->shutdown();
+}
+
+void node::adopt(const std::string& id, caf::actor whom,
+                 const std::string& type_name) {
+  state_->adopt(id, std::move(whom), type_name);
+}
+
+caf::expected<std::tuple<caf::actor, std::string, uint64_t, uint64_t>>
+node::resolve(const std::string& where) {
+  return state_->resolve(where);
 }
 
 caf::expected<detail::endpoint_pair>

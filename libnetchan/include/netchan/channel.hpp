@@ -234,6 +234,17 @@ public:
     return result;
   }
 
+  /// A value with the id of the endpoint that sent it. @private
+  caf::expected<std::pair<T, uint64_t>> receive_tagged() const {
+    auto res = get(true, detail::no_deadline, false);
+    if (res.err)
+      return std::move(res.err);
+    auto value = decode<T>(ep_->system(), res.value.payload);
+    if (!value)
+      return std::move(value.error());
+    return std::make_pair(std::move(*value), res.value.sender);
+  }
+
   // -- range-for: receives until closed --------------------------------------
 
   class iterator {

@@ -10,3 +10,4 @@
 #include "netchan/errc.hpp"
 #include "netchan/stats.hpp"
 #include "netchan/node.hpp"
+#include "netchan/go.hpp"

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,11 @@ public:
   /// `netchan.listen` is set, listens there (port 0 picks a free port).
   [[nodiscard]] static caf::expected<node> start(caf::actor_system& sys);
 
+  /// As above, listening on `listen` ("host:port") instead of
+  /// `netchan.listen`.
+  [[nodiscard]] static caf::expected<node> start(caf::actor_system& sys,
+                                                 const std::string& listen);
+
   /// The port this node listens on; 0 if it does not listen.
   uint16_t port() const noexcept;
 
@@ -61,6 +67,29 @@ public:
   /// Names of the channels this node hosts.
   std::vector<std::string> channels() const;
 
+  /// Makes `whom` reachable as "address/id" (id starts with '#'). @private
+  void adopt(const std::string& id, caf::actor whom,
+             const std::string& type_name);
+
+  /// Resolves "host:port/name" to its actor, element type, capacity and
+  /// size limit. @private
+  caf::expected<std::tuple<caf::actor, std::string, uint64_t, uint64_t>>
+  resolve(const std::string& where);
+
+  /// `create` and `open` by element type name. @private
+  caf::expected<detail::endpoint_pair>
+  create_impl(const std::string& name, const std::string& type_name,
+              size_t capacity);
+
+  /// @private
+  caf::expected<detail::endpoint_pair> open_impl(const std::string& where,
+                                                 const std::string& type_name);
+
+  /// The actor system of this node. @private
+  caf::actor_system& system() const noexcept {
+    return *sys_;
+  }
+
   /// Stops listening and closes every channel this node hosts: their remote
   /// users get `errc::peer_down`. Idempotent.
   void shutdown();
@@ -79,12 +108,6 @@ private:
                           receiver<T>{std::move(eps->second)});
   }
 
-  caf::expected<detail::endpoint_pair>
-  create_impl(const std::string& name, const std::string& type_name,
-              size_t capacity);
-
-  caf::expected<detail::endpoint_pair> open_impl(const std::string& where,
-                                                 const std::string& type_name);
 
   caf::actor_system* sys_;
   std::shared_ptr<detail::node_state> state_;

@@ -122,6 +122,13 @@ public:
     return max_message_size_;
   }
 
+  /// The id this endpoint stamps on the values it sends; a client's
+  /// identity in listen/dial.
+  uint64_t sender_id() const;
+
+  /// The channel actor of an anonymous local channel; null otherwise.
+  caf::actor local_channel() const;
+
   /// The address other nodes reach this channel at. An anonymous channel is
   /// published on this node's directory on the first call; that fails if
   /// the process runs no listening node.

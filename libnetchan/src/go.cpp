@@ -1,0 +1,258 @@
+// listen/dial: the Go library's shape on netchan's channels.
+//
+// The listener's node hosts "netchan.in", the channel every client sends
+// into. Each dialer makes a local inbox channel and says hello to the
+// listener with its inbox's channel actor and its sender id (which the
+// listener sees on every value the client sends, so receive_from can name
+// it). The listener keeps one sender endpoint per client inbox: `send`
+// offers a value to each client in turn without waiting and, if none takes
+// it, waits on the next one; `reply` sends to one. A client that leaves
+// makes its endpoint fail with peer_down: the value comes back and the
+// client is dropped, so nothing wedges. The hello travels over the
+// connection the client made, so clients need not listen themselves.
+
+#include "netchan/go.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "netchan/config.hpp"
+#include "netchan/errc.hpp"
+#include "directory.hpp"
+#include "protocol.hpp"
+
+namespace netchan::detail {
+
+namespace {
+
+/// (hello, inbox channel actor, client id, capacity) -> ok.
+using hello_atom = caf::atom_constant<caf::atom("nc_hello")>;
+
+/// Where a listener's hello actor is found: hidden ('#'), never listed.
+constexpr const char* hello_name = "#netchan.hello";
+constexpr const char* hello_type = "netchan.hello";
+constexpr const char* inbox_name = "netchan.in";
+
+} // namespace
+
+class listener_state {
+public:
+  listener_state(caf::actor_system& sys, netchan::node n,
+                 std::string type_name, endpoint_ptr inbox)
+    : sys_(sys), node_(std::move(n)), type_name_(std::move(type_name)),
+      inbox_(std::move(inbox)) {
+    if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config()))
+      max_size_ = cfg->max_message_size;
+  }
+
+  ~listener_state() {
+    caf::anon_send_exit(hello_, caf::exit_reason::user_shutdown);
+    node_.shutdown();
+  }
+
+  void set_hello(caf::actor hello) {
+    hello_ = std::move(hello);
+  }
+
+  void add_client(client_id id, caf::actor inbox, uint64_t capacity) {
+    auto ep = std::make_shared<const endpoint>(sys_, std::move(inbox), nullptr,
+                                               type_name_, capacity, max_size_);
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      clients_[id] = std::move(ep);
+    }
+    cv_.notify_all();
+  }
+
+  caf::error send(std::vector<char>&& payload) {
+    for (;;) {
+      auto ring = snapshot();
+      // First pass: any client ready now takes it.
+      for (auto& [id, ep] : ring) {
+        auto err = put(*ep, payload, false);
+        if (!err)
+          return caf::none;
+        if (!is(err, errc::would_block))
+          drop(id, err);
+      }
+      // None is: wait on the next one. If it leaves, the value comes back
+      // (peer_down) and the loop tries the others.
+      auto& [id, ep] = ring.front();
+      auto err = put(*ep, payload, true);
+      if (!err)
+        return caf::none;
+      drop(id, err);
+    }
+  }
+
+  caf::error reply(client_id to, std::vector<char>&& payload) {
+    endpoint_ptr ep;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (auto i = clients_.find(to); i != clients_.end())
+        ep = i->second;
+    }
+    if (!ep)
+      return make_error(errc::peer_down,
+                        "client " + std::to_string(to)
+                          + " is not connected (it left, or never dialled)");
+    auto err = put(*ep, payload, true);
+    if (err)
+      drop(to, err);
+    return err;
+  }
+
+  size_t clients() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return clients_.size();
+  }
+
+  netchan::node& node() {
+    return node_;
+  }
+
+  const endpoint_ptr& inbox() const {
+    return inbox_;
+  }
+
+private:
+  static caf::error put(const endpoint& ep, const std::vector<char>& payload,
+                        bool may_park) {
+    op_request req;
+    req.kind = op_kind::put;
+    req.value.type_name = ep.type_name();
+    req.value.payload = payload;
+    req.may_park = may_park;
+    return ep.call(std::move(req)).err;
+  }
+
+  /// The clients, starting after the last one used (round robin); waits
+  /// until at least one is connected.
+  std::vector<std::pair<client_id, endpoint_ptr>> snapshot() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    cv_.wait(guard, [this] { return !clients_.empty(); });
+    std::vector<std::pair<client_id, endpoint_ptr>> ring(clients_.begin(),
+                                                         clients_.end());
+    std::rotate(ring.begin(), ring.begin() + (next_++ % ring.size()),
+                ring.end());
+    return ring;
+  }
+
+  /// A client whose inbox refused a value for any reason but "full" is gone
+  /// (left, closed its inbox, or unreachable): it gets no more values.
+  void drop(client_id id, const caf::error& why) {
+    if (is(why, errc::would_block) || is(why, errc::timeout))
+      return;
+    std::lock_guard<std::mutex> guard{mtx_};
+    clients_.erase(id);
+  }
+
+  caf::actor_system& sys_;
+  netchan::node node_;
+  std::string type_name_;
+  size_t max_size_ = default_max_message_size;
+  endpoint_ptr inbox_;
+  caf::actor hello_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::map<client_id, endpoint_ptr> clients_;
+  size_t next_ = 0;
+};
+
+caf::expected<std::shared_ptr<listener_state>>
+start_listener(caf::actor_system& sys, const std::string& address,
+               const std::string& type_name) {
+  auto n = netchan::node::start(sys, address);
+  if (!n)
+    return std::move(n.error());
+  auto in = n->create_impl(inbox_name, type_name, default_capacity);
+  if (!in)
+    return std::move(in.error());
+  auto st = std::make_shared<listener_state>(sys, *n, type_name,
+                                             std::move(in->second));
+  std::weak_ptr<listener_state> weak = st;
+  auto hello = sys.spawn([weak](caf::event_based_actor*) -> caf::behavior {
+    return {
+      [weak](hello_atom, caf::actor& inbox, uint64_t client,
+             uint64_t capacity) -> caf::result<ok_atom> {
+        auto st = weak.lock();
+        if (!st)
+          return make_error(errc::shut_down, "the listener was shut down");
+        st->add_client(client, std::move(inbox), capacity);
+        return ok_atom::value;
+      },
+    };
+  });
+  st->set_hello(hello);
+  n->adopt(hello_name, hello, hello_type);
+  return st;
+}
+
+endpoint_ptr listener_inbox(listener_state& st) {
+  return st.inbox();
+}
+
+caf::error listener_send(listener_state& st, std::vector<char>&& payload) {
+  return st.send(std::move(payload));
+}
+
+caf::error listener_reply(listener_state& st, client_id to,
+                          std::vector<char>&& payload) {
+  return st.reply(to, std::move(payload));
+}
+
+size_t listener_clients(listener_state& st) {
+  return st.clients();
+}
+
+netchan::node& listener_node(listener_state& st) {
+  return st.node();
+}
+
+caf::expected<dialed> dial_listener(caf::actor_system& sys,
+                                    const std::string& address,
+                                    const std::string& type_name) {
+  auto n = netchan::node::start(sys);
+  if (!n)
+    return std::move(n.error());
+  auto hello = n->resolve(address + "/" + hello_name);
+  if (!hello)
+    return std::move(hello.error());
+  if (std::get<1>(*hello) != hello_type)
+    return make_error(errc::unknown_channel,
+                      address + " is a netchan node, but no listener");
+  auto out = n->open_impl(address + "/" + inbox_name, type_name);
+  if (!out)
+    return std::move(out.error());
+  auto inbox = make_local_channel(sys, type_name, default_capacity, "inbox");
+  if (!inbox)
+    return std::move(inbox.error());
+  auto& [inbox_tx, inbox_rx] = *inbox;
+  caf::scoped_actor self{sys};
+  caf::error err;
+  auto timeout = std::chrono::seconds{10};
+  if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config()))
+    timeout = std::chrono::duration_cast<std::chrono::seconds>(
+      cfg->request_timeout);
+  self
+    ->request(std::get<0>(*hello), timeout, hello_atom::value,
+              inbox_rx->local_channel(), out->first->sender_id(),
+              static_cast<uint64_t>(inbox_rx->capacity()))
+    .receive([](ok_atom) {}, [&](caf::error& e) { err = std::move(e); });
+  if (err)
+    return explain_resolve_error(std::move(err), address, [] {
+      return std::string{"the connection was made; the listener did not "
+                         "answer the hello"};
+    });
+  // The inbox's sender side stays alive with the channel (the listener holds
+  // its own endpoints): keep only the receiver here.
+  static_cast<void>(inbox_tx);
+  return dialed{std::move(*n), std::move(out->first), std::move(inbox_rx)};
+}
+
+} // namespace netchan::detail
