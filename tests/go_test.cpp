@@ -95,10 +95,16 @@ BOOST_AUTO_TEST_CASE(listen_and_dial_with_eight_clients) {
   // killed half-way and the listener goes on.
   const uint64_t total = 400;
   const uint64_t tag = uint64_t{1} << 48;
+  // A send to the dying client may end in doubt (it may have taken the
+  // value): never re-sent, so never duplicated; counted here.
+  uint64_t in_doubt = 0;
   auto sender = std::async(std::launch::async, [&] {
     for (uint64_t k = 1; k <= total; ++k)
-      if (auto err = l->send(tag | k))
-        return err;
+      if (auto err = l->send(tag | k)) {
+        if (!netchan::is(err, netchan::errc::outcome_unknown))
+          return err;
+        ++in_doubt;
+      }
     return caf::error{};
   });
   auto first_half = cs.got(0, 10, 30s); // client 0 takes part, then dies
@@ -131,9 +137,10 @@ BOOST_AUTO_TEST_CASE(listen_and_dial_with_eight_clients) {
     BOOST_CHECK_LE(c, 1); // never twice
     missing += c == 0 ? 1 : 0;
   }
-  // Only a value accepted into the dead client's own inbox buffer (its
-  // capacity, 1) can be lost with it.
-  BOOST_CHECK_LE(missing, 1u);
+  // Lost with the dead client: a value accepted into its own inbox buffer
+  // (its capacity, 1), and values in doubt that it never printed.
+  BOOST_CHECK_LE(missing, 1u + in_doubt);
+  BOOST_CHECK_LE(in_doubt, 1u);
   BOOST_CHECK_EQUAL(l->clients(), n - 1);
   for (auto& p : cs.procs)
     p->close_stdin();

@@ -11,6 +11,7 @@
 #include <random>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
@@ -307,9 +308,14 @@ private:
   void at_owner(op_request req, waiter w) {
     auto op = next_op_++;
     pending_.emplace(op, std::move(w));
-    auto fail = [this, op](caf::error& err) {
+    auto is_put = req.kind == op_kind::put;
+    if (is_put)
+      sent_puts_.insert(op);
+    auto fail = [this, op, is_put](caf::error& err) {
       op_result res;
-      res.err = std::move(err);
+      // A put whose answer was lost in transport may have been accepted.
+      res.err = is_put && err.category() != errc_category ? in_doubt()
+                                                          : std::move(err);
       finish(op, std::move(res));
     };
     auto done = [this, op](ok_atom) { finish(op, op_result{}); };
@@ -395,6 +401,7 @@ private:
   }
 
   void finish(uint64_t op, op_result&& res) {
+    sent_puts_.erase(op);
     auto i = pending_.find(op);
     if (i == pending_.end())
       return; // already failed (channel down)
@@ -774,11 +781,22 @@ private:
       f.prefetched.clear();
     });
     gone_ = make_error(errc::peer_down,
-                       "the channel's owner has shut the channel down");
-    fail_all(gone_);
+                       "the channel's owner is gone (its process ended, it "
+                       "shut the channel down, or the link broke)");
+    fail_all(gone_, true);
   }
 
-  void fail_all(const caf::error& err) {
+  /// The verdict for a send the owner may have accepted before it went.
+  static caf::error in_doubt() {
+    return make_error(errc::outcome_unknown,
+                      "the channel's owner went down after the value was "
+                      "sent and before it confirmed it: it may have been "
+                      "delivered; the value is back with the caller");
+  }
+
+  /// Answers everything waiting. `owner_died`: sends already at the owner
+  /// are in doubt, not failed.
+  void fail_all(const caf::error& err, bool owner_died = false) {
     fail_held(credit_waiters_, err);
     fail_held(get_waiters_, err);
     for (auto& [req, w] : held_) {
@@ -791,15 +809,18 @@ private:
     pending_.clear();
     for (auto& [op, w] : pending) {
       op_result res;
-      res.err = err;
+      res.err = owner_died && sent_puts_.count(op) != 0 ? in_doubt() : err;
       deliver(w, std::move(res));
     }
+    sent_puts_.clear();
   }
 
   caf::actor channel_;
   uint64_t id_;
   uint64_t next_op_ = 1;
   std::unordered_map<uint64_t, waiter> pending_;
+  /// Puts among pending_: sent to the owner, verdict not yet back.
+  std::unordered_set<uint64_t> sent_puts_;
   caf::error gone_;
   resolver resolver_;
   std::vector<std::pair<op_request, waiter>> held_;

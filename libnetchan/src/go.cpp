@@ -8,7 +8,9 @@
 // offers a value to each client in turn without waiting and, if none takes
 // it, waits on the next one; `reply` sends to one. A client that leaves
 // makes its endpoint fail with peer_down: the value comes back and the
-// client is dropped, so nothing wedges. The hello travels over the
+// client is dropped, so nothing wedges. If it left after its inbox may have
+// taken the value, `send` reports errc::outcome_unknown (value back,
+// possibly delivered) instead of sending it again. The hello travels over the
 // connection the client made, so clients need not listen themselves.
 
 #include "netchan/go.hpp"
@@ -77,8 +79,9 @@ public:
         auto err = put(*ep, payload, false);
         if (!err)
           return caf::none;
-        if (!is(err, errc::would_block))
-          drop(id, err);
+        drop(id, err);
+        if (is(err, errc::outcome_unknown))
+          return err; // may have arrived: sending it again could duplicate
       }
       // None is: wait on the next one. If it leaves, the value comes back
       // (peer_down) and the loop tries the others.
@@ -87,6 +90,8 @@ public:
       if (!err)
         return caf::none;
       drop(id, err);
+      if (is(err, errc::outcome_unknown))
+        return err;
     }
   }
 

@@ -80,7 +80,8 @@ public:
   }
 
   /// Hands `value` to exactly one connected client (waiting for one if none
-  /// is connected). On error the value was not delivered.
+  /// is connected). On error the value was not delivered, except
+  /// `errc::outcome_unknown`: a client left just after it may have taken it.
   [[nodiscard]] caf::error send(const T& value) const {
     std::vector<char> bytes;
     if (auto err = encode(rx_.endpoint_ref()->system(), value, bytes))
