@@ -488,11 +488,11 @@ private:
               credit_waiters_.pop_front();
               auto step = use_credit(f, std::move(h.req.value));
               n.flush |= step.flush;
+              n.refill |= step.refill; // refill_posted is set: must post
               done.push_back(std::move(h.w));
             }
             f.credit_waiters = credit_waiters_.size();
           });
-          n.refill = false; // decided below
           post_self(n);
           for (auto& w : done)
             deliver(w, op_result{});
