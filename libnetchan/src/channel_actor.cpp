@@ -144,8 +144,7 @@ public:
             auto value = std::move(l->second.value);
             auto counted = l->second.counted;
             erase_lease(l);
-            counted_buffered_ += counted ? 1 : 0;
-            buffer_.push_front(slot{std::move(value), counted});
+            push_front(std::move(value), counted);
           }
         dispatch();
       },
@@ -534,8 +533,7 @@ private:
     }
     ++stats_.requeued;
     l.value.redelivered = true;
-    counted_buffered_ += l.counted ? 1 : 0;
-    buffer_.push_front(slot{std::move(l.value), l.counted});
+    push_front(std::move(l.value), l.counted);
   }
 
   /// A party we talk to exited: its parked operations go, its leases come
@@ -596,6 +594,12 @@ private:
   void push(envelope value, bool counted) {
     counted_buffered_ += counted ? 1 : 0;
     buffer_.push_back(slot{std::move(value), counted});
+  }
+
+  /// Puts a value back at the head of the queue.
+  void push_front(envelope value, bool counted) {
+    counted_buffered_ += counted ? 1 : 0;
+    buffer_.push_front(slot{std::move(value), counted});
   }
 
   slot pop_front() {

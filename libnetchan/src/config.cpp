@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <caf/actor_system.hpp>
 #include <caf/config_option_adder.hpp>
 #include <caf/config_value.hpp>
 #include <caf/io/middleman.hpp>
@@ -20,6 +21,11 @@ void add_netchan_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<channel_stats>("netchan::channel_stats");
   cfg.add_message_type<std::vector<uint64_t>>("netchan::lease_ids");
   cfg.add_error_category(errc_category, render_error);
+}
+
+size_t max_message_size_of(const caf::actor_system& sys) {
+  auto cfg = dynamic_cast<const config*>(&sys.config());
+  return cfg != nullptr ? cfg->max_message_size : default_max_message_size;
 }
 
 namespace {

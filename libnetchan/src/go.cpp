@@ -47,9 +47,7 @@ public:
   listener_state(caf::actor_system& sys, netchan::node n,
                  std::string type_name, endpoint_ptr inbox)
     : sys_(sys), node_(std::move(n)), type_name_(std::move(type_name)),
-      inbox_(std::move(inbox)) {
-    if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config()))
-      max_size_ = cfg->max_message_size;
+      max_size_(max_message_size_of(sys)), inbox_(std::move(inbox)) {
   }
 
   ~listener_state() {
@@ -160,7 +158,7 @@ private:
   caf::actor_system& sys_;
   netchan::node node_;
   std::string type_name_;
-  size_t max_size_ = default_max_message_size;
+  size_t max_size_;
   endpoint_ptr inbox_;
   caf::actor hello_;
   std::mutex mtx_;

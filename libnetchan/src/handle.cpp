@@ -49,10 +49,8 @@ endpoint::endpoint(caf::actor_system& sys, std::string where,
                                     std::move(error))),
     type_name_(std::move(type_name)),
     capacity_(capacity),
-    max_message_size_(default_max_message_size),
+    max_message_size_(max_message_size_of(sys)),
     where_(std::move(where)) {
-  if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config()))
-    max_message_size_ = cfg->max_message_size;
 }
 
 endpoint::~endpoint() {
@@ -117,11 +115,9 @@ caf::expected<std::string> channel_owner::publish(caf::actor_system& sys,
                       "(netchan::node::start with netchan.listen set)");
   static thread_local std::mt19937_64 gen{std::random_device{}()};
   auto id = "#" + std::to_string(gen());
-  uint64_t max_size = default_max_message_size;
-  if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config()))
-    max_size = cfg->max_message_size;
   caf::anon_send(node->directory, adopt_atom::value, id, channel_, type_name,
-                 static_cast<uint64_t>(capacity), max_size);
+                 static_cast<uint64_t>(capacity),
+                 static_cast<uint64_t>(max_message_size_of(sys)));
   where_ = node->address + "/" + id;
   return where_;
 }
@@ -168,11 +164,10 @@ make_local_channel(caf::actor_system& sys, std::string type_name,
   spec.name = name.empty() ? "anonymous" : std::move(name);
   spec.type_name = type_name;
   // Settings come from netchan::config when the system was made with one.
-  if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config())) {
-    spec.max_message_size = cfg->max_message_size;
-    if (capacity == default_capacity)
-      capacity = cfg->default_capacity;
-  }
+  spec.max_message_size = max_message_size_of(sys);
+  if (auto cfg = dynamic_cast<const netchan::config*>(&sys.config());
+      cfg != nullptr && capacity == default_capacity)
+    capacity = cfg->default_capacity;
   if (capacity == default_capacity)
     capacity = 1;
   spec.capacity = capacity;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <caf/actor_system_config.hpp>
+#include <caf/fwd.hpp>
 #include <caf/error.hpp>
 #include <caf/timespan.hpp>
 
@@ -12,6 +13,10 @@ namespace netchan {
 
 /// The default of `netchan.max-message-size`: 16 MiB.
 constexpr size_t default_max_message_size = 16u * 1024u * 1024u;
+
+/// `netchan.max-message-size` of `sys`, or its default if `sys` was not
+/// made from a netchan::config. @private
+size_t max_message_size_of(const caf::actor_system& sys);
 
 /// Registers netchan's message types and error category with a CAF
 /// configuration. `netchan::config` does this itself; call it only for an
