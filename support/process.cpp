@@ -14,7 +14,21 @@
 
 namespace test {
 
-child::child(const std::string& program, const std::vector<std::string>& args) {
+child::child(const std::string& program, const std::vector<std::string>& args,
+             const std::vector<std::string>& env) {
+  // Everything the child needs is built before fork: between fork and exec
+  // a multi-threaded parent's child may not allocate.
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(program.c_str()));
+  for (auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto e = environ; *e != nullptr; ++e)
+    envp.push_back(*e);
+  for (auto& e : env)
+    envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
   int out_pipe[2];
   int in_pipe[2];
   // O_CLOEXEC: a later child must not inherit this one's pipes (it would
@@ -31,12 +45,7 @@ child::child(const std::string& program, const std::vector<std::string>& args) {
     ::close(out_pipe[1]);
     ::close(in_pipe[0]);
     ::close(in_pipe[1]);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(program.c_str()));
-    for (auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(program.c_str(), argv.data());
+    ::execve(program.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(out_pipe[1]);
@@ -117,6 +126,17 @@ void child::close_stdin() {
 void child::kill() {
   if (!exited_ && pid_ > 0)
     ::kill(pid_, SIGKILL);
+}
+
+std::optional<int> child::try_wait() {
+  if (!exited_) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) != pid_)
+      return std::nullopt;
+    exited_ = true;
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  return status_;
 }
 
 int child::wait(std::chrono::milliseconds timeout) {

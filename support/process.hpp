@@ -14,9 +14,11 @@ namespace test {
 
 class child {
 public:
-  /// Starts `program` with `args`; its stdout is a pipe read by `read_line`,
+  /// Starts `program` with `args` and this process's environment plus
+  /// `env` ("NAME=VALUE" each); its stdout is a pipe read by `read_line`,
   /// its stdin a pipe closed by `close_stdin` (the peers exit on EOF).
-  child(const std::string& program, const std::vector<std::string>& args);
+  child(const std::string& program, const std::vector<std::string>& args,
+        const std::vector<std::string>& env = {});
   ~child();
 
   child(const child&) = delete;
@@ -30,6 +32,11 @@ public:
   std::optional<std::string> wait_for(const std::string& prefix,
                                       std::chrono::milliseconds timeout);
 
+  /// Whether the child closed its output (it exited, or is about to).
+  bool output_closed() const {
+    return out_ < 0;
+  }
+
   /// Writes `line` and a newline to the child's stdin.
   void write_line(const std::string& line);
 
@@ -38,6 +45,9 @@ public:
 
   /// SIGKILL, no goodbye.
   void kill();
+
+  /// The exit status if the child has exited (see `wait`), without waiting.
+  std::optional<int> try_wait();
 
   /// Waits for the exit; returns the exit status, or -1 after `timeout`
   /// (then the child is killed), or 128+signal if a signal ended it.

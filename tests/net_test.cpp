@@ -15,104 +15,17 @@
 
 #include <caf/actor_system.hpp>
 
-#include "certs.hpp"
-#include "job.hpp"
-#include "netchan/netchan.hpp"
-#include "process.hpp"
+#include "nodes.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-struct node_config : netchan::config {
-  node_config() {
-    test::add_test_types(*this);
-  }
-};
+using test::local_node;
+using test::open_or_fail;
+using test::peer;
 
-/// One node in the test process: an actor system and its netchan node.
-struct local_node {
-  node_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  std::optional<netchan::node> node;
-  caf::error start_error;
-
-  explicit local_node(std::vector<std::string> args) {
-    if (auto err = cfg.load(std::move(args))) {
-      start_error = err;
-      return;
-    }
-    sys = std::make_unique<caf::actor_system>(cfg);
-    auto n = netchan::node::start(*sys);
-    if (n)
-      node.emplace(std::move(*n));
-    else
-      start_error = n.error();
-  }
-
-  ~local_node() {
-    if (node)
-      node->shutdown();
-    node.reset();
-  }
-
-  netchan::node& get() {
-    if (!node)
-      BOOST_FAIL("node did not start: " << netchan::to_string(start_error));
-    return *node;
-  }
-};
-
-/// A peer process serving channels; `where(name)` is its channel's address.
-struct peer {
-  std::unique_ptr<test::child> proc;
-  uint16_t port = 0;
-
-  peer(std::vector<std::string> own, const std::vector<std::string>& config) {
-    own.insert(own.begin(), "serve");
-    own.push_back("--");
-    own.insert(own.end(), config.begin(), config.end());
-    proc = std::make_unique<test::child>(NETCHAN_TEST_PEER, own);
-    auto ready = proc->wait_for("ready port=", 30s);
-    if (!ready)
-      BOOST_FAIL("peer did not start: " << proc->transcript());
-    port = static_cast<uint16_t>(std::stoul(*ready));
-  }
-
-  ~peer() {
-    proc->close_stdin();
-    auto status = proc->wait(30s);
-    if (status != 0 && status != 128 + SIGKILL)
-      BOOST_ERROR("peer ended with status " << status << ": "
-                                            << proc->transcript());
-  }
-
-  std::string where(const std::string& name) const {
-    return "127.0.0.1:" + std::to_string(port) + "/" + name;
-  }
-};
-
-struct fixture {
-  ::pki::temp_dir dir;
-  test::pki pki{dir.path(), "cluster-ca"};
-  test::node_certs server = pki.issue("server");
-  test::node_certs client = pki.issue("client");
-
-  std::vector<std::string> listen_args(uint16_t port = 0) const {
-    auto args = server.args();
-    args.push_back("--netchan.listen=127.0.0.1:" + std::to_string(port));
-    return args;
-  }
-};
-
-template <class T>
-std::pair<netchan::sender<T>, netchan::receiver<T>>
-open_or_fail(netchan::node& n, const std::string& where) {
-  auto ch = n.open<T>(where);
-  if (!ch)
-    BOOST_FAIL("open " << where << ": " << netchan::to_string(ch.error()));
-  return *ch;
-}
+struct fixture : test::cluster {};
 
 /// Writes `bytes` to 127.0.0.1:port from a plain TCP socket and closes it.
 void send_raw(uint16_t port, const std::string& bytes) {

@@ -25,6 +25,13 @@
 //     dials the listener, prints "dialed", sends (I << 32 | k) for
 //     k = 1..K, prints "sent K", then prints "got V" for every value the
 //     listener sends or replies, until its stdin closes.
+//   netchan-test-peer drain --from HOST:PORT/NAME [--lease 1] -- CONFIG-ARGS...
+//     receives u64 values until an error, printing "draining" once open,
+//     then "got V" (or "got V redelivered") for each, then "end ok" once
+//     the channel is closed and drained, or "end ERROR". With --lease 1 it
+//     takes each value as a lease, prints it, then commits it ("got" is
+//     printed before the commit: a death between the two leaves a value
+//     printed here and delivered again, flagged, elsewhere).
 //
 // TYPE is one of: int, u64, str, job.
 
@@ -140,6 +147,7 @@ int main(int argc, char** argv) {
   size_t threads = 1;
   uint64_t client = 0;
   size_t size = 0;
+  bool leases = false;
   std::vector<std::string> channels;
   for (size_t i = 1; i + 1 < own.size(); i += 2) {
     if (own[i] == "--channel")
@@ -150,6 +158,8 @@ int main(int argc, char** argv) {
       target = own[i + 1];
     else if (own[i] == "--count")
       count = std::stoull(own[i + 1]);
+    else if (own[i] == "--lease")
+      leases = own[i + 1] == "1";
     else if (own[i] == "--id")
       client = std::stoull(own[i + 1]);
     else if (own[i] == "--threads")
@@ -235,6 +245,40 @@ int main(int argc, char** argv) {
                     + netchan::to_string(err));
       std::cout << "sent " << sent << std::endl;
     }
+  } else if (mode == "drain") {
+    auto ch = n.open<uint64_t>(target);
+    if (!ch)
+      return fail(netchan::to_string(ch.error()));
+    auto rx = ch->second;
+    std::cout << "draining" << std::endl;
+    auto print = [](uint64_t v, bool redelivered) {
+      std::cout << "got " << v << (redelivered ? " redelivered" : "")
+                << std::endl;
+    };
+    caf::error err;
+    for (;;) {
+      if (leases) {
+        auto l = rx.receive_lease();
+        if (!l) {
+          err = std::move(l.error());
+          break;
+        }
+        print(l->value(), l->redelivered());
+        if ((err = l->commit()))
+          break;
+      } else {
+        auto v = rx.receive();
+        if (!v) {
+          err = std::move(v.error());
+          break;
+        }
+        print(*v, false);
+      }
+    }
+    if (netchan::is(err, netchan::errc::closed))
+      std::cout << "end ok" << std::endl;
+    else
+      std::cout << "end " << netchan::to_string(err) << std::endl;
   } else if (mode == "dial") {
     auto d = netchan::dial<uint64_t>(sys, target);
     if (!d)

@@ -29,6 +29,7 @@
 #include "netchan/errc.hpp"
 #include "netchan/stats.hpp"
 #include "protocol.hpp"
+#include "test_hook.hpp"
 
 namespace netchan::detail {
 
@@ -322,6 +323,7 @@ private:
       if (v.seq != 0)
         last_seq_[v.sender] = v.seq;
       push(std::move(v), true);
+      test_hook::reached("owner-accepted");
     }
     dispatch();
   }
@@ -443,6 +445,7 @@ private:
       g.rp.deliver(std::vector<envelope>{std::move(copy)});
     else
       g.rp.deliver(copy.lease, std::move(copy));
+    test_hook::reached("owner-handed");
   }
 
   /// Hands buffered values to `g`: one, or up to `g.max` for a batch.
@@ -458,7 +461,10 @@ private:
       out.push_back(lease_out(g.from, std::move(s.value), s.counted,
                               std::nullopt));
     }
+    auto handed = out.size();
     g.rp.deliver(std::move(out));
+    for (size_t i = 0; i < handed; ++i)
+      test_hook::reached("owner-handed");
   }
 
   /// Closed, and nothing can arrive any more: no value buffered, leased
@@ -589,6 +595,7 @@ private:
     ++stats_.sent;
     if (p.value.seq != 0)
       last_seq_[p.value.sender] = p.value.seq;
+    test_hook::reached("owner-accepted");
   }
 
   void push(envelope value, bool counted) {

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/defaults.hpp>
 #include <caf/event_based_actor.hpp>
 
 #include "netchan/errc.hpp"
@@ -126,11 +128,19 @@ nudges use_credit(flow& f, envelope&& v) {
   return n;
 }
 
-/// Takes the next fetched value. Requires the lock and a value.
+/// Whether the next fetched value may still be handed out (see flow).
+/// Requires the lock and a value.
+bool fresh(const flow& f) {
+  return f.stale_after.count() == 0
+         || std::chrono::steady_clock::now() < f.fresh_until.front();
+}
+
+/// Takes the next fetched value. Requires the lock and a fresh value.
 nudges take_fetched(flow& f, envelope& out, bool lease) {
   nudges n;
   out = std::move(f.prefetched.front());
   f.prefetched.pop_front();
+  f.fresh_until.pop_front();
   ++f.taken;
   if (!lease) {
     f.acks.push_back(out.lease);
@@ -174,7 +184,7 @@ std::optional<envelope> receive_fast(flow& f, const caf::actor& endpoint,
   nudges n;
   {
     std::lock_guard<std::mutex> guard{f.mtx};
-    if (!f.ready || f.prefetched.empty() || f.get_waiters > 0)
+    if (!f.ready || f.prefetched.empty() || f.get_waiters > 0 || !fresh(f))
       return std::nullopt;
     n = take_fetched(f, v, lease);
   }
@@ -188,8 +198,13 @@ class endpoint_actor : public caf::event_based_actor {
 public:
   endpoint_actor(caf::actor_config& cfg, caf::actor channel, flow_ptr f)
     : caf::event_based_actor(cfg), channel_(std::move(channel)),
-      id_(random_id()), flow_(std::move(f)), capacity_(flow_->capacity) {
+      id_(random_id()), flow_(std::move(f)), capacity_(flow_->capacity),
+      stale_after_(caf::get_or(system().config(),
+                               "middleman.connection-timeout",
+                               caf::defaults::middleman::connection_timeout)
+                   / 2) {
     std::lock_guard<std::mutex> guard{flow_->mtx};
+    flow_->stale_after = stale_after_;
     flow_->sender_id = id_;
     flow_->ready = static_cast<bool>(channel_);
     set_down_handler([this](caf::down_msg& msg) {
@@ -547,6 +562,7 @@ private:
   /// Values come from the owner in batches of up to (waiting calls +
   /// prefetch window), each leased to this endpoint until acknowledged.
   void receive_fetched(op_request req, waiter w) {
+    return_stale();
     std::optional<std::pair<envelope, nudges>> got;
     locked([&](flow& f) {
       if (!f.prefetched.empty() && get_waiters_.empty()) {
@@ -613,13 +629,14 @@ private:
       return;
     fetching_ = true;
     fetch_op_ = next_op_++;
+    auto fresh_until = std::chrono::steady_clock::now() + stale_after_;
     // Only calls that wait may park at the owner: fetching ahead takes what
     // is there and never queues before receivers that are blocked.
     auto may_park = !get_waiters_.empty();
     request(channel_, caf::infinite, get_many_atom::value, fetch_op_, max,
             may_park)
       .then(
-        [this](std::vector<envelope>& values) {
+        [this, fresh_until](std::vector<envelope>& values) {
           fetching_ = false;
           std::vector<std::pair<held_op, envelope>> done;
           locked([&](flow& f) {
@@ -630,6 +647,7 @@ private:
                 get_waiters_.pop_front();
               } else {
                 f.prefetched.push_back(std::move(v));
+                f.fresh_until.push_back(fresh_until);
               }
             }
             f.get_waiters = get_waiters_.size();
@@ -670,11 +688,27 @@ private:
       for (auto& v : f.prefetched)
         unread.push_back(v.lease);
       f.prefetched.clear();
+      f.fresh_until.clear();
     });
     if (busy)
       schedule_unread_check();
     if (!unread.empty())
       send(channel_, unread_atom::value, std::move(unread));
+  }
+
+  /// Fetched values held too long to be sure the owner still counts them as
+  /// ours (see flow::fresh_until) go back unread instead of to the caller.
+  void return_stale() {
+    std::vector<uint64_t> stale;
+    locked([&](flow& f) {
+      while (!f.prefetched.empty() && !fresh(f)) {
+        stale.push_back(f.prefetched.front().lease);
+        f.prefetched.pop_front();
+        f.fresh_until.pop_front();
+      }
+    });
+    if (!stale.empty())
+      send(channel_, unread_atom::value, std::move(stale));
   }
 
   /// Whether this receiver took a fetched value since the last fetch: only
@@ -779,6 +813,7 @@ private:
       f.credit = 0;
       f.batch.clear();
       f.prefetched.clear();
+      f.fresh_until.clear();
     });
     gone_ = make_error(errc::peer_down,
                        "the channel's owner is gone (its process ended, it "
@@ -809,6 +844,9 @@ private:
     pending_.clear();
     for (auto& [op, w] : pending) {
       op_result res;
+      // A put waiting at the owner may have been matched with a receiver
+      // in its last moment: the receiver's copy and a notice to us would
+      // travel on different links, so no notice could settle it.
       res.err = owner_died && sent_puts_.count(op) != 0 ? in_doubt() : err;
       deliver(w, std::move(res));
     }
@@ -828,6 +866,7 @@ private:
   // (receiving); the state threads share lives in flow_.
   flow_ptr flow_;
   size_t capacity_;
+  caf::timespan stale_after_;
   bool reserving_ = false;
   bool urgent_ = false;
   std::deque<held_op> credit_waiters_;

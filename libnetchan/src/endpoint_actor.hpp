@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <deque>
@@ -77,6 +78,15 @@ struct flow {
   size_t get_waiters = 0;
   std::vector<envelope> batch;
   std::deque<envelope> prefetched;
+  /// Per fetched value: until when this receiver may still hand it out. A
+  /// peer's owner re-queues a receiver's leases once the link was silent for
+  /// middleman.connection-timeout; a value fetched with a request sent at t
+  /// is safe before t + timeout/2. A process frozen (SIGSTOP) for longer
+  /// must not wake up and deliver it: it goes back unread, to be fetched
+  /// again (or to fail with peer_down, if the owner dropped the link).
+  std::deque<std::chrono::steady_clock::time_point> fresh_until;
+  /// Zero: fetched values never go stale (no connection timeout).
+  caf::timespan stale_after{0};
   std::vector<uint64_t> acks;
   /// A nudge is on its way to the actor already.
   bool flush_posted = false;

@@ -10,6 +10,7 @@
 #include "netchan/detail/endpoint.hpp"
 #include "netchan/errc.hpp"
 #include "protocol.hpp"
+#include "test_hook.hpp"
 
 namespace netchan::detail {
 
@@ -58,6 +59,19 @@ endpoint::~endpoint() {
 }
 
 op_result endpoint::call(op_request req) const {
+  auto kind = req.kind;
+  auto lease = req.lease;
+  if (kind == op_kind::get)
+    test_hook::reached("receive");
+  auto res = call_impl(std::move(req));
+  if (!res.err && kind == op_kind::put)
+    test_hook::reached("sent");
+  else if (!res.err && kind == op_kind::get && lease)
+    test_hook::reached("holding-lease");
+  return res;
+}
+
+op_result endpoint::call_impl(op_request req) const {
   // The fast path: credit or a fetched value at hand, no message, no wait.
   if (capacity_ > 0 && req.kind == op_kind::put && req.timeout == no_deadline
       && send_fast(*flow_, actor_, req.value))

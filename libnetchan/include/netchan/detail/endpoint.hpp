@@ -135,6 +135,8 @@ public:
   caf::expected<std::string> global_address() const;
 
 private:
+  op_result call_impl(op_request req) const;
+
   caf::actor_system* sys_;
   std::shared_ptr<flow> flow_;
   caf::actor actor_;
