@@ -15,7 +15,7 @@
 namespace test {
 
 child::child(const std::string& program, const std::vector<std::string>& args,
-             const std::vector<std::string>& env) {
+             const std::vector<std::string>& env, bool with_stderr) {
   // Everything the child needs is built before fork: between fork and exec
   // a multi-threaded parent's child may not allocate.
   std::vector<char*> argv;
@@ -40,6 +40,8 @@ child::child(const std::string& program, const std::vector<std::string>& args,
     throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     ::dup2(out_pipe[1], STDOUT_FILENO);
+    if (with_stderr)
+      ::dup2(out_pipe[1], STDERR_FILENO);
     ::dup2(in_pipe[0], STDIN_FILENO);
     ::close(out_pipe[0]);
     ::close(out_pipe[1]);

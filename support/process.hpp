@@ -17,8 +17,9 @@ public:
   /// Starts `program` with `args` and this process's environment plus
   /// `env` ("NAME=VALUE" each); its stdout is a pipe read by `read_line`,
   /// its stdin a pipe closed by `close_stdin` (the peers exit on EOF).
+  /// With `with_stderr`, the child's stderr goes to the same pipe.
   child(const std::string& program, const std::vector<std::string>& args,
-        const std::vector<std::string>& env = {});
+        const std::vector<std::string>& env = {}, bool with_stderr = false);
   ~child();
 
   child(const child&) = delete;

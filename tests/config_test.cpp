@@ -151,3 +151,10 @@ BOOST_AUTO_TEST_CASE(a_wrong_typed_command_line_value_is_refused) {
   BOOST_REQUIRE(err);
   BOOST_CHECK(netchan::is(err, netchan::errc::invalid_config));
 }
+
+BOOST_AUTO_TEST_CASE(a_key_set_twice_in_a_file_is_refused_naming_it) {
+  // CAF 0.17 would bind the second value but report and check the first.
+  temp_file f{"[openssl]\ncafile=\"ca.pem\"\ncafile=\"\"\n"};
+  netchan::config cfg;
+  require_refusal(load(cfg, {"--config-file=" + f.path}), "openssl.cafile");
+}

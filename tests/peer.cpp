@@ -267,12 +267,12 @@ int main(int argc, char** argv) {
         if ((err = l->commit()))
           break;
       } else {
-        auto v = rx.receive();
+        auto v = rx.receive_flagged();
         if (!v) {
           err = std::move(v.error());
           break;
         }
-        print(*v, false);
+        print(v->value, v->redelivered);
       }
     }
     if (netchan::is(err, netchan::errc::closed))

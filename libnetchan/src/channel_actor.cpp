@@ -42,6 +42,21 @@ struct parked_put {
   envelope value;
   caf::response_promise rp;
   bool is_try = false;
+  /// A select's send case that won: its verdict goes to the selector as
+  /// offer_done, not through `rp`.
+  caf::actor selector;
+};
+
+/// A select's case waiting here, not committed yet: it completes only after
+/// its selector grants a claim (select.cpp has the protocol).
+struct offer {
+  caf::actor selector;
+  uint64_t op = 0;
+  envelope value; // send cases
+
+  caf::actor_addr addr() const {
+    return caf::actor_cast<caf::actor_addr>(selector);
+  }
 };
 
 /// A receiver waiting for a value, or for a batch of up to `max` values.
@@ -66,6 +81,29 @@ struct parked_reserve {
 struct slot {
   envelope value;
   bool counted = true;
+};
+
+/// A match that waits for the consent of its selectors: one offer with a
+/// normal party, a value or a slot; or, at capacity 0, a send offer and a
+/// receive offer of two selectors, claimed in one global order (by actor
+/// address) so that two owners never wait on each other.
+struct claim {
+  std::optional<offer> put_offer;
+  std::optional<offer> get_offer;
+  std::optional<parked_put> put;
+  std::optional<parked_get> get;
+  /// A receive offer's value, taken from the buffer meanwhile.
+  std::optional<slot> value;
+  /// A send offer's slot, held meanwhile (capacity N).
+  bool holds_slot = false;
+  /// The offers to claim, in order (each the put or the get offer), and
+  /// how many granted so far.
+  std::vector<bool> order_is_put;
+  size_t granted = 0;
+
+  const offer& nth(size_t k) const {
+    return order_is_put[k] ? *put_offer : *get_offer;
+  }
 };
 
 /// A value handed to a receiver and not yet committed.
@@ -150,6 +188,15 @@ public:
         dispatch();
       },
       [this](unreserve_atom, uint64_t n) { unreserve(n); },
+      [this](offer_get_atom, uint64_t op, bool may_park) {
+        offer_get(op, may_park);
+      },
+      [this](offer_put_atom, uint64_t op, envelope& value, bool may_park) {
+        offer_put(op, std::move(value), may_park);
+      },
+      [this](claim_reply_atom, uint64_t id, bool granted) {
+        claim_reply(id, granted);
+      },
     };
   }
 
@@ -158,15 +205,22 @@ public:
     auto gone = make_error(errc::peer_down, "channel '" + spec_.name
                                               + "' was shut down by its owner");
     for (auto& p : puts_)
-      p.rp.deliver(gone);
+      answer(p, gone);
     for (auto& g : gets_)
       g.rp.deliver(gone);
+    for (auto& [id, c] : claims_) {
+      if (c.put)
+        answer(*c.put, gone);
+      if (c.get)
+        c.get->rp.deliver(gone);
+    }
+    claims_.clear();
     for (auto& r : reserves_)
       r.rp.deliver(gone);
     reserves_.clear();
     for (auto& [id, l] : leases_)
       if (l.sender)
-        l.sender->rp.deliver(make_error(
+        answer(*l.sender, make_error(
           errc::outcome_unknown,
           "channel '" + spec_.name
             + "' was shut down after a receiver was handed the value and "
@@ -206,7 +260,7 @@ private:
       return;
     }
     parked_put p{from, op, std::move(value), std::move(rp),
-                 mode == put_mode::try_once};
+                 mode == put_mode::try_once, caf::actor{}};
     if (mode == put_mode::reserved) {
       // The slot was ours already: it moves from reserved to buffered.
       accept(p);
@@ -248,6 +302,7 @@ private:
       g.rp.deliver(make_error(errc::would_block));
     } else {
       gets_.emplace_back(std::move(g));
+      dispatch(); // a select's send offer may be waiting for it
     }
   }
 
@@ -260,7 +315,7 @@ private:
     auto& l = i->second;
     l.taken = true;
     if (l.sender) {
-      l.sender->rp.deliver(ok_atom::value);
+      answer(*l.sender, caf::error{});
       l.sender.reset();
     }
   }
@@ -333,10 +388,18 @@ private:
   /// nothing if it already completed.
   void withdraw(uint64_t op) {
     auto from = who();
+    // A select's losing case: gone without a word (its selector moved on).
+    for (auto* q : {&offer_puts_, &offer_gets_})
+      for (auto i = q->begin(); i != q->end(); ++i)
+        if (i->addr() == from && i->op == op) {
+          q->erase(i);
+          dispatch();
+          return;
+        }
     for (auto i = puts_.begin(); i != puts_.end(); ++i)
       if (i->from == from && i->op == op) {
         ++stats_.returned;
-        i->rp.deliver(timeout_error());
+        answer(*i, timeout_error());
         puts_.erase(i);
         dispatch();
         return;
@@ -361,9 +424,13 @@ private:
     closed_ = true;
     for (auto& p : puts_) {
       ++stats_.returned;
-      p.rp.deliver(closed_error());
+      answer(p, closed_error());
     }
     puts_.clear();
+    for (auto& o : offer_puts_)
+      send(o.selector, offer_state_atom::value, o.op,
+           static_cast<uint8_t>(offer_state::failed), closed_error());
+    offer_puts_.clear();
     for (auto& [id, l] : leases_)
       if (l.sender)
         l.sender_gave_up = closed_error();
@@ -416,8 +483,8 @@ private:
     result.buffered = buffer_.size();
     result.leased = leases_.size();
     result.reserved = reserved_;
-    result.parked_senders = puts_.size();
-    result.parked_receivers = gets_.size();
+    result.parked_senders = puts_.size() + offer_puts_.size();
+    result.parked_receivers = gets_.size() + offer_gets_.size();
     result.parked_reserves = reserves_.size();
     result.capacity = spec_.capacity;
     return result;
@@ -470,7 +537,8 @@ private:
   /// Closed, and nothing can arrive any more: no value buffered, leased
   /// (it could come back) or announced by credit.
   bool drained() const {
-    return closed_ && buffer_.empty() && leases_.empty() && reserved_ == 0;
+    return closed_ && buffer_.empty() && leases_.empty() && reserved_ == 0
+           && claims_.empty();
   }
 
   /// Moves values to where they can go: buffered values to waiting
@@ -499,6 +567,7 @@ private:
           push(std::move(p.value), true);
       }
     }
+    match_offers();
     // Credit asked for ahead of need comes in chunks, not slot by slot as
     // receivers acknowledge: one grant per slot would make a streaming
     // sender pay a round trip per value. A chunk is a quarter of the
@@ -516,6 +585,10 @@ private:
       for (auto& g : gets_)
         g.rp.deliver(closed_error());
       gets_.clear();
+      for (auto& o : offer_gets_)
+        send(o.selector, offer_state_atom::value, o.op,
+             static_cast<uint8_t>(offer_state::failed), closed_error());
+      offer_gets_.clear();
     }
   }
 
@@ -528,8 +601,8 @@ private:
       if (l.sender_gave_up || l.sender->is_try) {
         ++stats_.returned;
         --stats_.sent;
-        l.sender->rp.deliver(l.sender_gave_up ? l.sender_gave_up
-                                              : make_error(errc::would_block));
+        answer(*l.sender, l.sender_gave_up ? l.sender_gave_up
+                                           : make_error(errc::would_block));
       } else {
         --stats_.sent;
         l.sender->value.redelivered = true;
@@ -546,6 +619,17 @@ private:
   /// back, its credit returns.
   void on_down(const caf::actor_addr& gone) {
     watched_.erase(gone);
+    for (auto* q : {&offer_puts_, &offer_gets_})
+      q->erase(std::remove_if(q->begin(), q->end(),
+                              [&](const offer& o) { return o.addr() == gone; }),
+               q->end());
+    std::vector<uint64_t> refused;
+    for (auto& [id, c] : claims_)
+      for (size_t k = 0; k < c.order_is_put.size(); ++k)
+        if (c.nth(k).addr() == gone)
+          refused.push_back(id);
+    for (auto id : refused)
+      abandon_claim(id, gone);
     auto from_gone = [&](auto& x) { return x.from == gone; };
     puts_.erase(std::remove_if(puts_.begin(), puts_.end(), from_gone),
                 puts_.end());
@@ -628,7 +712,7 @@ private:
   }
 
   size_t used_slots() const {
-    return counted_buffered_ + reserved_ + counted_leased_;
+    return counted_buffered_ + reserved_ + counted_leased_ + claimed_slots_;
   }
 
   uint64_t credit_chunk() const {
@@ -662,10 +746,243 @@ private:
                         + spec_.name + "'; the operation was withdrawn");
   }
 
+  // -- select: offers and claims (the protocol is in select.cpp) ---------------
+
+  /// The verdict of a put: to its caller, or to its selector.
+  void answer(parked_put& p, caf::error err) {
+    if (p.selector)
+      send(p.selector, offer_done_atom::value, p.op, std::move(err));
+    else if (err)
+      p.rp.deliver(std::move(err));
+    else
+      p.rp.deliver(ok_atom::value);
+  }
+
+  void offer_get(uint64_t op, bool may_park) {
+    auto sel = caf::actor_cast<caf::actor>(current_sender());
+    watch(caf::actor_cast<caf::actor_addr>(sel));
+    if (drained()) {
+      send(sel, offer_state_atom::value, op,
+           static_cast<uint8_t>(offer_state::failed), closed_error());
+      return;
+    }
+    offer_gets_.push_back(offer{sel, op, {}});
+    first_answer(offer_gets_, sel, op, may_park);
+  }
+
+  void offer_put(uint64_t op, envelope value, bool may_park) {
+    auto sel = caf::actor_cast<caf::actor>(current_sender());
+    watch(caf::actor_cast<caf::actor_addr>(sel));
+    if (auto err = admit(value)) {
+      ++stats_.returned;
+      send(sel, offer_state_atom::value, op,
+           static_cast<uint8_t>(offer_state::failed), std::move(err));
+      return;
+    }
+    value.seq = 0; // a select's value is not in its sender's sequence
+    offer_puts_.push_back(offer{sel, op, std::move(value)});
+    first_answer(offer_puts_, sel, op, may_park);
+  }
+
+  /// A new offer's first answer: a claim if it can complete now (sent by
+  /// dispatch), else parked, or would_block for a select with a default.
+  void first_answer(std::deque<offer>& q, const caf::actor& sel, uint64_t op,
+                    bool may_park) {
+    dispatch();
+    auto i = std::find_if(q.begin(), q.end(), [&](const offer& o) {
+      return o.selector == sel && o.op == op;
+    });
+    if (i == q.end()) {
+      // Claimed: the claim is the answer if it went to this selector. If
+      // another selector is asked first, this one hears "parked" now: it
+      // must not wait for this case before answering claims, or two
+      // selectors could wait for each other.
+      for (auto& [id, c] : claims_)
+        for (size_t k = c.granted + 1; k < c.order_is_put.size(); ++k)
+          if (c.nth(k).selector == sel && c.nth(k).op == op)
+            send(sel, offer_state_atom::value, op,
+                 static_cast<uint8_t>(offer_state::parked), caf::error{});
+      return;
+    }
+    if (!may_park)
+      q.erase(i);
+    send(sel, offer_state_atom::value, op,
+         static_cast<uint8_t>(may_park ? offer_state::parked
+                                       : offer_state::would_block),
+         caf::error{});
+  }
+
+  /// Starts claims for every offer that could complete now. Plain waiting
+  /// senders and receivers go first.
+  void match_offers() {
+    while (!offer_gets_.empty() && !buffer_.empty() && gets_.empty()) {
+      claim c;
+      c.get_offer = pop(offer_gets_);
+      c.value = pop_front();
+      claimed_slots_ += c.value->counted ? 1 : 0;
+      start_claim(std::move(c));
+    }
+    if (spec_.capacity > 0) {
+      while (!offer_puts_.empty() && puts_.empty() && free_slots() > 0) {
+        claim c;
+        c.put_offer = pop(offer_puts_);
+        c.holds_slot = true;
+        ++claimed_slots_;
+        start_claim(std::move(c));
+      }
+      return;
+    }
+    while (!offer_puts_.empty() && !gets_.empty()) {
+      claim c;
+      c.put_offer = pop(offer_puts_);
+      c.get = pop_get();
+      start_claim(std::move(c));
+    }
+    while (!offer_gets_.empty() && !puts_.empty()) {
+      claim c;
+      c.get_offer = pop(offer_gets_);
+      c.put = std::move(puts_.front());
+      puts_.pop_front();
+      start_claim(std::move(c));
+    }
+    // Offer against offer: two selectors (a select never meets itself).
+    for (auto p = offer_puts_.begin(); p != offer_puts_.end();) {
+      auto g = std::find_if(offer_gets_.begin(), offer_gets_.end(),
+                            [&](const offer& o) {
+                              return o.selector != p->selector;
+                            });
+      if (g == offer_gets_.end()) {
+        ++p;
+        continue;
+      }
+      claim c;
+      c.put_offer = std::move(*p);
+      c.get_offer = std::move(*g);
+      offer_gets_.erase(g);
+      p = offer_puts_.erase(p);
+      start_claim(std::move(c));
+    }
+  }
+
+  static offer pop(std::deque<offer>& q) {
+    auto o = std::move(q.front());
+    q.pop_front();
+    return o;
+  }
+
+  void start_claim(claim c) {
+    auto id = next_claim_++;
+    if (c.put_offer)
+      c.order_is_put.push_back(true);
+    if (c.get_offer)
+      c.order_is_put.push_back(false);
+    if (c.put_offer && c.get_offer && c.get_offer->addr() < c.put_offer->addr())
+      c.order_is_put = {false, true};
+    auto& stored = claims_.emplace(id, std::move(c)).first->second;
+    ask(id, stored);
+  }
+
+  void ask(uint64_t id, const claim& c) {
+    auto& o = c.nth(c.granted);
+    send(o.selector, claim_atom::value, o.op, id);
+  }
+
+  void claim_reply(uint64_t id, bool granted) {
+    auto i = claims_.find(id);
+    if (i == claims_.end())
+      return;
+    if (!granted) {
+      abandon_claim(id, who());
+      return;
+    }
+    auto& c = i->second;
+    if (++c.granted < c.order_is_put.size()) {
+      ask(id, c);
+      return;
+    }
+    auto done = std::move(c);
+    claims_.erase(i);
+    for (size_t k = 0; k < done.order_is_put.size(); ++k)
+      send(done.nth(k).selector, claim_end_atom::value, id, true);
+    commit(std::move(done));
+  }
+
+  /// Every selector of the match consented: the match happens.
+  void commit(claim c) {
+    if (c.get_offer && c.value) {
+      claimed_slots_ -= c.value->counted ? 1 : 0;
+      auto copy = lease_out(c.get_offer->addr(), std::move(c.value->value),
+                            c.value->counted, std::nullopt);
+      send(c.get_offer->selector, offer_value_atom::value, c.get_offer->op,
+           std::move(copy));
+      test_hook::reached("owner-handed");
+    } else if (c.put_offer && c.holds_slot) {
+      --claimed_slots_;
+      auto& v = c.put_offer->value;
+      ++stats_.sent;
+      send(c.put_offer->selector, offer_done_atom::value, c.put_offer->op,
+           caf::error{});
+      push(std::move(v), true);
+    } else {
+      // Capacity 0: the sender is released when the receiver takes it.
+      auto p = c.put ? std::move(*c.put)
+                     : parked_put{c.put_offer->addr(), c.put_offer->op,
+                                  std::move(c.put_offer->value),
+                                  caf::response_promise{}, false,
+                                  c.put_offer->selector};
+      accept(p);
+      auto value = p.value;
+      if (c.get) {
+        hand_over(std::move(*c.get), std::move(value), false, std::move(p));
+      } else {
+        auto copy = lease_out(c.get_offer->addr(), std::move(value), false,
+                              std::move(p));
+        send(c.get_offer->selector, offer_value_atom::value, c.get_offer->op,
+             std::move(copy));
+        test_hook::reached("owner-handed");
+      }
+    }
+    dispatch();
+  }
+
+  /// A selector refused (it chose another case) or is gone: selectors that
+  /// had consented are released, the refusing offer is dropped, and every
+  /// other party goes back to the head of its queue.
+  void abandon_claim(uint64_t id, const caf::actor_addr& refuser) {
+    auto i = claims_.find(id);
+    if (i == claims_.end())
+      return;
+    auto c = std::move(i->second);
+    claims_.erase(i);
+    for (size_t k = 0; k < c.granted; ++k)
+      send(c.nth(k).selector, claim_end_atom::value, id, false);
+    if (c.put_offer && c.put_offer->addr() != refuser)
+      offer_puts_.push_front(std::move(*c.put_offer));
+    if (c.get_offer && c.get_offer->addr() != refuser)
+      offer_gets_.push_front(std::move(*c.get_offer));
+    if (c.put)
+      puts_.push_front(std::move(*c.put));
+    if (c.get)
+      gets_.push_front(std::move(*c.get));
+    if (c.value) {
+      claimed_slots_ -= c.value->counted ? 1 : 0;
+      push_front(std::move(c.value->value), c.value->counted);
+    }
+    if (c.holds_slot)
+      --claimed_slots_;
+    dispatch();
+  }
+
   // -- state -----------------------------------------------------------------
 
   channel_spec spec_;
   bool closed_ = false;
+  std::deque<offer> offer_puts_;
+  std::deque<offer> offer_gets_;
+  std::map<uint64_t, claim> claims_;
+  uint64_t next_claim_ = 1;
+  /// Slots held by claims: a receive offer's value, a send offer's slot.
+  size_t claimed_slots_ = 0;
   std::deque<slot> buffer_;
   size_t counted_buffered_ = 0;
   size_t counted_leased_ = 0;

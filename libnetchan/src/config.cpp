@@ -95,6 +95,27 @@ const relied_on_key* find_relied_on(const std::string& qualified) {
   return nullptr;
 }
 
+/// CAF 0.17 binds the last value a file gives a key but keeps the first in
+/// `content`, which CAF itself, `validate` and `to_string` read: the program
+/// would run with both. Refuse the repetition instead.
+caf::error refuse_repeated_keys(const caf::config_option_set& options,
+                                const caf::settings& content,
+                                const std::string& origin) {
+  for (auto& opt : options) {
+    auto bound = opt.get();
+    if (!bound)
+      continue;
+    auto first = caf::get_if(&content, opt.full_name());
+    if (first != nullptr && *first != *bound)
+      return config_error(std::string{opt.full_name().begin(),
+                                      opt.full_name().end()}
+                          + " is set more than once in " + origin + " ("
+                          + caf::to_string(*first) + ", then "
+                          + caf::to_string(*bound) + "); keep one");
+  }
+  return caf::none;
+}
+
 bool file_exists(const std::string& path) {
   std::ifstream in{path};
   return in.good();
@@ -122,7 +143,12 @@ config::config() {
     .add(connect_timeout, "connect-timeout", "how long connecting may take")
     .add(resume_timeout, "resume-timeout",
          "how long operations wait for a broken link to heal")
-    .add(peers, "peers", "host:port of nodes to dial at start");
+    .add(peers, "peers", "host:port of nodes to dial at start")
+    .add(peer_wait, "peer-wait",
+         "how long to keep dialling peers at start before failing")
+    .add(channels, "channels",
+         "channels hosted from the start: \"NAME:TYPE:CAPACITY\" each")
+    .add(role, "role", "what this node does (read by netchan-node)");
 }
 
 caf::error config::load(int argc, char** argv) {
@@ -191,6 +217,8 @@ caf::error config::load(std::vector<std::string> args) {
   if (!remainder.empty())
     return config_error("unexpected command-line argument '" + remainder.front()
                         + "'");
+  if (auto err = refuse_repeated_keys(custom_options_, content, source_))
+    return err;
   return validate(content, "the command line");
 }
 

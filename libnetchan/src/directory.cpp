@@ -24,6 +24,9 @@ caf::expected<channel_address> parse_host_port(const std::string& text) {
   auto host = text.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
+  // No host holds these; refusing them keeps host + ":" + port unambiguous.
+  if (host.find_first_of("[]/") != std::string::npos)
+    return bad();
   auto digits = text.substr(colon + 1);
   if (digits.find_first_not_of("0123456789") != std::string::npos
       || digits.size() > 5)
@@ -102,6 +105,7 @@ public:
         address_ = std::move(address);
       },
       [this](list_atom) { return names(); },
+      [this](dial_atom, const std::string& where) { return dial(where); },
     };
   }
 
@@ -174,42 +178,72 @@ private:
                     rp,
                   bool may_retry) {
     auto key = where.node();
-    auto i = remotes_.find(key);
-    if (i == remotes_.end()) {
-      auto mm = system().openssl_manager().actor_handle();
-      request(mm, spec_.connect_timeout, caf::connect_atom::value, where.host,
-              where.port)
-        .then(
-          [=](caf::node_id&, caf::strong_actor_ptr& ptr,
-              std::set<std::string>&) mutable {
-            if (!ptr) {
-              rp.deliver(make_error(errc::connect_failed,
-                                    key + " is reachable but publishes no "
-                                          "netchan directory"));
-              return;
-            }
-            auto dir = caf::actor_cast<caf::actor>(std::move(ptr));
-            monitor(dir);
-            remotes_[key] = dir;
-            ask_remote(where, rp, false);
-          },
-          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+    with_remote(
+      where,
+      [=](const caf::actor& dir, bool fresh) mutable {
+        request(dir, spec_.request_timeout, lookup_atom::value, where.name)
+          .then(
+            [=](caf::actor& ch, std::string& type_name, uint64_t cap,
+                uint64_t max_size) mutable {
+              rp.deliver(std::move(ch), std::move(type_name), cap, max_size);
+            },
+            [=](caf::error& err) mutable {
+              if (err.category() == errc_category || fresh || !may_retry) {
+                rp.deliver(std::move(err));
+                return;
+              }
+              remotes_.erase(key);
+              ask_remote(where, rp, false);
+            });
+      },
+      [=](caf::error err) mutable { rp.deliver(std::move(err)); });
+  }
+
+  /// Calls `then(directory, fresh)` with the directory of `where`'s node,
+  /// dialling the node first if it is not connected (`fresh`); `fail(err)`
+  /// if that fails.
+  template <class Then, class Fail>
+  void with_remote(const channel_address& where, Then then, Fail fail) {
+    auto key = where.node();
+    if (auto i = remotes_.find(key); i != remotes_.end()) {
+      then(i->second, false);
       return;
     }
-    request(i->second, spec_.request_timeout, lookup_atom::value, where.name)
+    auto mm = system().openssl_manager().actor_handle();
+    request(mm, spec_.connect_timeout, caf::connect_atom::value, where.host,
+            where.port)
       .then(
-        [=](caf::actor& ch, std::string& type_name, uint64_t cap,
-            uint64_t max_size) mutable {
-          rp.deliver(std::move(ch), std::move(type_name), cap, max_size);
-        },
-        [=](caf::error& err) mutable {
-          if (err.category() == errc_category || !may_retry) {
-            rp.deliver(std::move(err));
+        [=](caf::node_id&, caf::strong_actor_ptr& ptr,
+            std::set<std::string>&) mutable {
+          if (!ptr) {
+            fail(make_error(errc::connect_failed,
+                            key + " is reachable but publishes no netchan "
+                                  "directory"));
             return;
           }
-          remotes_.erase(key);
-          ask_remote(where, rp, false);
-        });
+          auto dir = caf::actor_cast<caf::actor>(std::move(ptr));
+          monitor(dir);
+          remotes_[key] = dir;
+          then(dir, true);
+        },
+        [=](caf::error& err) mutable { fail(err); });
+  }
+
+  /// Connects to the node at "host:port"; answers its channel names.
+  caf::result<std::string> dial(const std::string& text) {
+    auto where = parse_host_port(text);
+    if (!where)
+      return std::move(where.error());
+    auto rp = make_response_promise<std::string>();
+    with_remote(
+      *where,
+      [=](const caf::actor& dir, bool) mutable {
+        request(dir, spec_.request_timeout, list_atom::value)
+          .then([=](std::string& names) mutable { rp.deliver(names); },
+                [=](caf::error& err) mutable { rp.deliver(err); });
+      },
+      [=](caf::error err) mutable { rp.deliver(std::move(err)); });
+    return rp;
   }
 
   std::string names() const {

@@ -35,6 +35,9 @@ using lookup_atom = caf::atom_constant<caf::atom("nc_lookup")>;
 using resolve_atom = caf::atom_constant<caf::atom("nc_resolve")>;
 /// (address, "host:port"): where this node listens, once it does. One-way.
 using address_atom = caf::atom_constant<caf::atom("nc_addr")>;
+/// (dial, "host:port") -> names of that node's channels: connects to it
+/// (or uses the connection there is).
+using dial_atom = caf::atom_constant<caf::atom("nc_dial")>;
 /// (list) -> names of the hosted channels, comma-separated.
 using list_atom = caf::atom_constant<caf::atom("nc_list")>;
 

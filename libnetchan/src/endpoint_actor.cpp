@@ -234,6 +234,23 @@ public:
         start(std::move(req), std::move(reply));
       },
       [this](withdraw_atom, uint64_t op) { deadline_passed(op); },
+      [this](channel_atom) -> caf::result<caf::actor> {
+        // A select goes to the owner itself: what this endpoint sent on
+        // credit goes first, so the owner sees this sender's order.
+        if (gone_)
+          return gone_;
+        if (!channel_) {
+          auto rp = make_response_promise<caf::actor>();
+          channel_waiters_.push_back(rp);
+          if (!resolving_) {
+            resolving_ = true;
+            resolve();
+          }
+          return rp;
+        }
+        flush();
+        return channel_;
+      },
       [this](flush_atom) { flush(); },
       [this](refill_atom) {
         locked([](flow& f) { f.refill_posted = false; });
@@ -278,8 +295,10 @@ private:
     }
     if (!channel_) {
       held_.emplace_back(std::move(req), std::move(w));
-      if (held_.size() == 1)
+      if (!resolving_) {
+        resolving_ = true;
         resolve();
+      }
       return;
     }
     auto owner_max = locked([](flow& f) { return f.owner_max; });
@@ -798,6 +817,12 @@ private:
   }
 
   void release_held() {
+    for (auto& rp : channel_waiters_)
+      if (gone_)
+        rp.deliver(gone_);
+      else
+        rp.deliver(channel_);
+    channel_waiters_.clear();
     auto held = std::move(held_);
     held_.clear();
     for (auto& [req, w] : held)
@@ -862,6 +887,8 @@ private:
   caf::error gone_;
   resolver resolver_;
   std::vector<std::pair<op_request, waiter>> held_;
+  std::vector<caf::typed_response_promise<caf::actor>> channel_waiters_;
+  bool resolving_ = false;
   // Capacity N >= 1: credit and batches (sending), fetched values
   // (receiving); the state threads share lives in flow_.
   flow_ptr flow_;

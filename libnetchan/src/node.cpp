@@ -5,8 +5,20 @@
 
 #include "netchan/node.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <mutex>
+#include <thread>
+
+#include <sys/resource.h>
 
 #include <caf/openssl/all.hpp>
 #include <caf/scoped_actor.hpp>
@@ -19,6 +31,53 @@
 namespace netchan {
 
 namespace detail {
+
+/// The directory's list of channel names ("a, b" or "(none)").
+std::vector<std::string> split_names(const std::string& names) {
+  std::vector<std::string> result;
+  if (names == "(none)")
+    return result;
+  size_t pos = 0;
+  for (;;) {
+    auto comma = names.find(", ", pos);
+    result.push_back(names.substr(pos, comma - pos));
+    if (comma == std::string::npos)
+      return result;
+    pos = comma + 2;
+  }
+}
+
+/// Why listening on host:port failed: CAF 0.17 says only "tcp socket
+/// creation failed", so try the bind ourselves to name the cause.
+std::string why_no_listen(const std::string& host, uint16_t port,
+                          const caf::error& err) {
+  auto caf_says = netchan::to_string(err);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  if (port == 0 || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+    return caf_says;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return caf_says;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  auto rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  auto bind_errno = errno;
+  ::close(fd);
+  if (rc == 0)
+    return caf_says;
+  if (bind_errno == EADDRINUSE)
+    return "port " + std::to_string(port)
+           + " is in use by another process; stop it, or pick another port "
+             "in netchan.listen (port 0 picks a free one)";
+  if (bind_errno == EADDRNOTAVAIL)
+    return host + " is not an address of this machine";
+  if (bind_errno == EACCES)
+    return "port " + std::to_string(port)
+           + " needs privileges; pick a port above 1023";
+  return std::string{std::strerror(bind_errno)} + " (" + caf_says + ")";
+}
 
 class node_state {
 public:
@@ -53,7 +112,8 @@ public:
       if (!port)
         return make_error(errc::connect_failed,
                           "cannot listen on " + listen_ + ": "
-                            + netchan::to_string(port.error()));
+                            + why_no_listen(where->host, where->port,
+                                            port.error()));
       host_ = where->host;
       port_ = *port;
       caf::anon_send(directory_, address_atom::value, address());
@@ -151,6 +211,88 @@ public:
                           where);
   }
 
+  caf::expected<std::string> dial(const std::string& host_port) {
+    auto addr = parse_host_port(host_port);
+    if (!addr)
+      return std::move(addr.error());
+    auto dir = directory();
+    if (!dir)
+      return stopped();
+    caf::scoped_actor self{sys_};
+    caf::expected<std::string> result{caf::error{}};
+    self->request(dir, resolve_timeout(), dial_atom::value, host_port)
+      .receive([&](std::string& names) { result = std::move(names); },
+               [&](caf::error& err) {
+                 auto diagnose = [&] {
+                   return diagnose_handshake(addr->host, addr->port, tls_,
+                                             std::chrono::milliseconds{2000});
+                 };
+                 result = explain_resolve_error(std::move(err), addr->node(),
+                                                diagnose);
+               });
+    return result;
+  }
+
+  /// Hosts the channels of netchan.channels ("NAME:TYPE:CAPACITY").
+  caf::error host_configured() {
+    for (auto& spec : cfg_.channels) {
+      auto first = spec.find(':');
+      auto last = spec.rfind(':');
+      auto bad = [&](const std::string& why) {
+        return make_error(errc::invalid_config,
+                          "netchan.channels entry \"" + spec + "\" " + why
+                            + "; write \"NAME:TYPE:CAPACITY\", e.g. "
+                              "\"jobs:@i32:0\"");
+      };
+      if (first == std::string::npos || first == last || first == 0)
+        return bad("is not NAME:TYPE:CAPACITY");
+      auto name = spec.substr(0, first);
+      auto type_name = spec.substr(first + 1, last - first - 1);
+      auto digits = spec.substr(last + 1);
+      if (digits.empty() || digits.size() > 9
+          || digits.find_first_not_of("0123456789") != std::string::npos)
+        return bad("has no capacity (a whole number) after the last ':'");
+      if (!sys_.types().make_value(type_name))
+        return bad("names type '" + type_name
+                   + "', which this program did not register (builtin "
+                     "names look like @i32, @u64, @str)");
+      auto made = create(name, type_name, std::stoul(digits));
+      if (!made)
+        return bad("cannot be hosted: " + netchan::to_string(made.error()));
+    }
+    return caf::none;
+  }
+
+  /// Dials every peer of netchan.peers, retrying with backoff (100 ms
+  /// doubling to 2 s) until netchan.peer-wait has passed.
+  caf::error dial_peers() {
+    for (auto& peer : cfg_.peers) {
+      auto deadline = std::chrono::steady_clock::now() + cfg_.peer_wait;
+      auto pause = std::chrono::milliseconds{100};
+      for (size_t attempt = 1;; ++attempt) {
+        auto names = dial(peer);
+        if (names)
+          break;
+        auto& err = names.error();
+        // A peer that answers and refuses us will not change its mind.
+        if (is(err, errc::tls_failed) || is(err, errc::invalid_argument)
+            || std::chrono::steady_clock::now() + pause >= deadline)
+          return make_error(errc::connect_failed,
+                            "peer " + peer + " of node '" + cfg_.node_name
+                              + "' is unreachable: " + std::to_string(attempt)
+                              + " attempt(s) within netchan.peer-wait = "
+                              + std::to_string(std::chrono::duration_cast<
+                                                 std::chrono::milliseconds>(
+                                                 cfg_.peer_wait)
+                                                 .count())
+                              + " ms; the last said: " + netchan::to_string(err));
+        std::this_thread::sleep_for(pause); // backoff between dial attempts
+        pause = std::min(pause * 2, std::chrono::milliseconds{2000});
+      }
+    }
+    return caf::none;
+  }
+
   void adopt(const std::string& id, caf::actor whom,
              const std::string& type_name) {
     if (auto dir = directory())
@@ -165,20 +307,8 @@ public:
       return result;
     caf::scoped_actor self{sys_};
     self->request(dir, cfg_.request_timeout, list_atom::value)
-      .receive(
-        [&](const std::string& names) {
-          if (names == "(none)")
-            return;
-          size_t pos = 0;
-          for (;;) {
-            auto comma = names.find(", ", pos);
-            result.push_back(names.substr(pos, comma - pos));
-            if (comma == std::string::npos)
-              break;
-            pos = comma + 2;
-          }
-        },
-        [](caf::error&) {});
+      .receive([&](const std::string& names) { result = split_names(names); },
+               [](caf::error&) {});
     return result;
   }
 
@@ -222,6 +352,31 @@ private:
 
 } // namespace detail
 
+namespace {
+
+/// Raises the soft limit on open files to the hard limit, once per process:
+/// CAF 0.17 times out no half-open connection (netchan cuts unfinished TLS
+/// handshakes only after netchan.connect-timeout; see README, "Limits"), so
+/// a burst of them holds a descriptor each, and Linux's usual soft limit of
+/// 1024 is soon reached. Warns if it cannot.
+void raise_open_file_limit() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max)
+      return;
+    auto soft = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0)
+      std::cerr << "netchan: WARNING: cannot raise the open-file limit from "
+                << soft << " to " << lim.rlim_max << " ("
+                << std::strerror(errno)
+                << "): silent connections may exhaust it\n";
+  });
+}
+
+} // namespace
+
 caf::expected<node> node::start(caf::actor_system& sys) {
   auto cfg = dynamic_cast<const netchan::config*>(&sys.config());
   if (cfg == nullptr)
@@ -260,9 +415,19 @@ caf::expected<node> node::start(caf::actor_system& sys,
     std::cerr << "netchan: WARNING: the OpenSSL error-queue fix is not "
                  "active (libnetchan loaded after libssl?): a peer killed "
                  "without TLS shutdown may drop healthy connections\n";
+  raise_open_file_limit();
+  // A peer gets as long to finish a TLS handshake with us as we would take
+  // to connect to it; then the connection is cut (CAF would keep it forever).
+  using std::chrono::milliseconds;
+  detail::limit_tls_handshakes(
+    std::chrono::duration_cast<milliseconds>(cfg->connect_timeout));
   auto state = std::make_shared<detail::node_state>(sys, *cfg, std::move(tls),
                                                     listen);
   if (auto err = state->start())
+    return err;
+  if (auto err = state->host_configured())
+    return err;
+  if (auto err = state->dial_peers())
     return err;
   return node{sys, std::move(state)};
 }
@@ -273,6 +438,14 @@ uint16_t node::port() const noexcept {
 
 std::string node::address() const {
   return state_->address();
+}
+
+caf::expected<std::vector<std::string>>
+node::dial(const std::string& host_port) {
+  auto names = state_->dial(host_port);
+  if (!names)
+    return std::move(names.error());
+  return detail::split_names(*names);
 }
 
 std::vector<std::string> node::channels() const {

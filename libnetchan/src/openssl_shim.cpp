@@ -1,4 +1,5 @@
-// Wrappers of OpenSSL's TLS I/O calls that clear the thread's error queue.
+// Wrappers of OpenSSL's TLS I/O calls that clear the thread's error queue,
+// and cut inbound TLS handshakes that never finish.
 //
 // Why: OpenSSL keeps one error queue per thread, and `SSL_get_error()` looks
 // at that queue first: any entry left in it turns the next call's ordinary
@@ -23,6 +24,25 @@
 // SSL_shutdown), so these four suffice. Clearing before each call is
 // harmless to any other caller: it is what OpenSSL asks of them anyway.
 //
+// Handshake deadline: CAF 0.17.6 never times out an inbound connection whose
+// TLS handshake does not finish (a client that connects and stays silent,
+// sends half a ClientHello, or trickles it a byte at a time). Worse, such a
+// connection keeps CAF's I/O thread busy: the BASP broker queues its server
+// handshake at once, so the socket is polled for writing; each write event
+// runs `SSL_accept`, which wants to read, and CAF's session reports that as
+// a successful write of 0 bytes, so the next poll reports the socket
+// writable again (a busy loop, ~65 % of a core per connection, measured).
+// The connection holds its descriptor forever, and the process cannot exit
+// while it is open (the multiplexer waits for its pending write). So the
+// `SSL_accept` wrapper notes when it first ran for an `SSL` (in its ex-data)
+// and, once a handshake has taken longer than the limit set with
+// `limit_tls_handshakes()` (a node's netchan.connect-timeout), shuts the
+// socket down before calling OpenSSL: the handshake then fails as it would
+// for a peer that went away, and CAF closes the connection and its
+// descriptor itself. The busy loop is what drives the check: an unfinished
+// handshake is retried constantly. The socket is only shut down, never
+// closed: the descriptor stays CAF's.
+//
 // Linking: a static archive member is only pulled in to resolve a symbol.
 // `openssl_error_queue_fix_active()` lives here and node start-up calls it,
 // which brings the wrappers along. If libnetchan is built as a shared
@@ -31,11 +51,15 @@
 
 #include "tls.hpp"
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include <dlfcn.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/opensslv.h>
@@ -93,6 +117,40 @@ Fn real(const char* name) {
   return reinterpret_cast<Fn>(find_real(name));
 }
 
+/// How long an inbound TLS handshake may take, in milliseconds; 0: forever.
+std::atomic<int64_t> handshake_limit_ms{0};
+
+int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch())
+    .count();
+}
+
+/// The ex-data slot of an `SSL` holding when its handshake began (as an
+/// integer in the pointer; 0: not begun), or -1 if OpenSSL has none to give.
+int started_slot() {
+  static const int slot = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr,
+                                               nullptr);
+  return slot;
+}
+
+/// Returns whether the handshake on `ssl` has outlived the limit; the first
+/// call for an `ssl` starts its clock.
+bool handshake_overdue(SSL* ssl) {
+  auto limit = handshake_limit_ms.load(std::memory_order_relaxed);
+  auto slot = started_slot();
+  if (limit <= 0 || slot < 0)
+    return false;
+  auto now = steady_ms();
+  auto started = reinterpret_cast<intptr_t>(SSL_get_ex_data(ssl, slot));
+  if (started == 0) {
+    SSL_set_ex_data(ssl, slot,
+                    reinterpret_cast<void*>(static_cast<intptr_t>(now + 1)));
+    return false;
+  }
+  return now + 1 - started > limit;
+}
+
 } // namespace
 
 // Function-local statics: looked up once, thread-safe (C++11 magic statics).
@@ -119,6 +177,12 @@ extern "C" __attribute__((visibility("default"))) int SSL_accept(SSL* ssl) {
   static const auto fn = real<int (*)(SSL*)>("SSL_accept");
   if (clearing())
     ERR_clear_error();
+  if (handshake_overdue(ssl)) {
+    // OpenSSL now reads EOF (or fails to write) and reports an error; CAF
+    // then closes the connection. The descriptor stays CAF's to close.
+    if (auto fd = SSL_get_fd(ssl); fd >= 0)
+      ::shutdown(fd, SHUT_RDWR);
+  }
   return fn(ssl);
 }
 
@@ -130,6 +194,15 @@ extern "C" __attribute__((visibility("default"))) int SSL_connect(SSL* ssl) {
 }
 
 namespace netchan::detail {
+
+void limit_tls_handshakes(std::chrono::milliseconds limit) {
+  auto wanted = static_cast<int64_t>(limit.count());
+  auto current = handshake_limit_ms.load();
+  while (wanted > current
+         && !handshake_limit_ms.compare_exchange_weak(current, wanted)) {
+    // retry: another node started at the same time
+  }
+}
 
 bool openssl_error_queue_fix_active() {
   // What every other object's reference to these names binds to.

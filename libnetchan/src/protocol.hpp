@@ -65,6 +65,40 @@ using ok_atom = caf::atom_constant<caf::atom("nc_ok")>;
 /// (call, op_request, sync_slot): a blocking thread's operation. One-way.
 using call_atom = caf::atom_constant<caf::atom("nc_call")>;
 
+// -- select (libnetchan/src/select.cpp has the commit protocol) --------------
+
+/// (offer_get, op, may_park): a select's receive case. One-way; answered
+/// with offer_state, or a claim, or (after a granted claim) offer_value.
+using offer_get_atom = caf::atom_constant<caf::atom("nc_ofget")>;
+/// (offer_put, op, envelope, may_park): a select's send case. One-way;
+/// answered with offer_state, or a claim, then offer_done.
+using offer_put_atom = caf::atom_constant<caf::atom("nc_ofput")>;
+/// (offer_state, op, state, error): owner to selector, the first answer to
+/// an offer that cannot be claimed now: parked, would_block (not parked), or
+/// failed (the case fires with `error`, e.g. closed).
+using offer_state_atom = caf::atom_constant<caf::atom("nc_ofstate")>;
+/// (claim, op, claim_id): owner to selector: offer `op` can complete now;
+/// may it? The owner holds what it needs until the reply.
+using claim_atom = caf::atom_constant<caf::atom("nc_claim")>;
+/// (claim_reply, claim_id, granted): selector to owner.
+using claim_reply_atom = caf::atom_constant<caf::atom("nc_clreply")>;
+/// (claim_end, claim_id, confirmed): owner to selector after a granted
+/// claim: confirmed (the case fires) or released (the selector is free
+/// again: the other side of a capacity-0 match refused).
+using claim_end_atom = caf::atom_constant<caf::atom("nc_clend")>;
+/// (offer_value, op, envelope): the value of a confirmed receive case,
+/// leased to the selector (envelope.lease), which acknowledges it.
+using offer_value_atom = caf::atom_constant<caf::atom("nc_ofvalue")>;
+/// (offer_done, op, error): a confirmed send case ended: delivered (empty
+/// error) or not (closed, outcome_unknown, ...).
+using offer_done_atom = caf::atom_constant<caf::atom("nc_ofdone")>;
+/// (channel) -> caf::actor: an endpoint's channel actor, after flushing
+/// what the endpoint holds for it (a select case goes to the owner itself).
+using channel_atom = caf::atom_constant<caf::atom("nc_chan")>;
+
+/// States of offer_state.
+enum class offer_state : uint8_t { parked, would_block, failed };
+
 /// How a put uses the channel's capacity.
 enum class put_mode : uint8_t {
   /// Wait for a slot (or, at capacity 0, a receiver).

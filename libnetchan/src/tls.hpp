@@ -50,6 +50,12 @@ std::string diagnose_handshake(const std::string& host, uint16_t port,
                                const tls_files& files,
                                std::chrono::milliseconds timeout);
 
+/// Makes inbound TLS handshakes that are not finished `limit` after they
+/// began fail, so CAF closes their connections (CAF 0.17 never would; see
+/// openssl_shim.cpp). Process-wide: the largest limit asked for wins, so no
+/// node of the process cuts a handshake another node's configuration allows.
+void limit_tls_handshakes(std::chrono::milliseconds limit);
+
 /// Returns whether libnetchan's wrappers of `SSL_read`, `SSL_write`,
 /// `SSL_accept` and `SSL_connect` (which clear OpenSSL's per-thread error
 /// queue, see openssl_shim.cpp) are the definitions the process uses. False

@@ -90,6 +90,14 @@ private:
   }
 };
 
+/// A value from `receive_flagged`.
+template <class T>
+struct received {
+  T value;
+  /// Handed before to a receiver that did not acknowledge it.
+  bool redelivered = false;
+};
+
 /// A received value that stays leased to its receiver until `commit()`.
 /// If the lease is released, or destroyed uncommitted, or its holder's
 /// endpoint dies, the value goes back to the head of the channel and is
@@ -232,6 +240,21 @@ public:
     }
     result.value() = std::move(*value);
     return result;
+  }
+
+  /// As `receive`, and says whether the value was `redelivered`: handed
+  /// before to a receiver that died (or released it) without acknowledging
+  /// it, so it may have been seen, and acted on, once already.
+  [[nodiscard]] caf::expected<received<T>> receive_flagged() const {
+    if (!ep_)
+      return empty_handle();
+    auto res = get(true, detail::no_deadline, false);
+    if (res.err)
+      return std::move(res.err);
+    auto value = decode<T>(ep_->system(), res.value.payload);
+    if (!value)
+      return std::move(value.error());
+    return received<T>{std::move(*value), res.value.redelivered};
   }
 
   /// A value with the id of the endpoint that sent it. @private

@@ -75,6 +75,15 @@ public:
   caf::timespan resume_timeout = std::chrono::seconds{30};
   /// `host:port` of nodes to dial at start.
   std::vector<std::string> peers;
+  /// How long `node::start` keeps dialling `peers` (backing off from 100 ms
+  /// to 2 s between tries) before it fails naming the unreachable peer.
+  caf::timespan peer_wait = std::chrono::seconds{30};
+  /// Channels the node hosts from the start, "NAME:TYPE:CAPACITY" each;
+  /// TYPE is a registered portable type name ("@i32", "demo::job", ...).
+  std::vector<std::string> channels;
+  /// What this node is for in a deployment ("hub", "worker", "producer" in
+  /// netchan-node); netchan itself does not read it.
+  std::string role;
 
 private:
   caf::error validate(const caf::settings& raw, const std::string& file) const;

@@ -2,11 +2,13 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
+#include <caf/deserializer.hpp>
 #include <caf/expected.hpp>
 #include <caf/meta/type_name.hpp>
 
@@ -34,10 +36,23 @@ struct envelope {
   std::vector<char> payload;
 };
 
+/// Reads an envelope's payload without trusting its length prefix: CAF 0.17
+/// sizes a byte vector to the prefix before reading it, so a few bytes
+/// claiming 4 GiB would make a node allocate (and zero) 4 GiB. @private
+caf::error load_payload(caf::deserializer& source, std::vector<char>& out);
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, envelope& x) {
-  return f(caf::meta::type_name("netchan::envelope"), x.type_name, x.sender,
-           x.seq, x.redelivered, x.lease, x.payload);
+  auto name = caf::meta::type_name("netchan::envelope");
+  if constexpr (std::is_base_of<caf::deserializer, Inspector>::value) {
+    if (auto err = f(name, x.type_name, x.sender, x.seq, x.redelivered,
+                     x.lease))
+      return err;
+    return load_payload(f, x.payload);
+  } else {
+    return f(name, x.type_name, x.sender, x.seq, x.redelivered, x.lease,
+             x.payload);
+  }
 }
 
 /// @private

@@ -11,3 +11,4 @@
 #include "netchan/stats.hpp"
 #include "netchan/node.hpp"
 #include "netchan/go.hpp"
+#include "netchan/select.hpp"

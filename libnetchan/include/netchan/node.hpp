@@ -33,8 +33,9 @@ class node {
 public:
   /// Starts the node as the system's `netchan::config` says: checks the
   /// certificates with OpenSSL (refusing to start without them unless
-  /// `netchan.insecure`, which also confines the node to loopback) and, if
-  /// `netchan.listen` is set, listens there (port 0 picks a free port).
+  /// `netchan.insecure`, which also confines the node to loopback); if
+  /// `netchan.listen` is set, listens there (port 0 picks a free port);
+  /// hosts the channels of `netchan.channels`, and dials `netchan.peers`.
   [[nodiscard]] static caf::expected<node> start(caf::actor_system& sys);
 
   /// As above, listening on `listen` ("host:port") instead of
@@ -63,6 +64,12 @@ public:
   open(const std::string& where) {
     return typed<T>(open_impl(where, element_type_name<T>(*sys_)));
   }
+
+  /// Connects to the node at `host_port` (within netchan.connect-timeout)
+  /// and returns the names of the channels it hosts. `start` dials every
+  /// peer of netchan.peers this way, retrying for netchan.peer-wait.
+  [[nodiscard]] caf::expected<std::vector<std::string>>
+  dial(const std::string& host_port);
 
   /// Names of the channels this node hosts.
   std::vector<std::string> channels() const;
