@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
 #include <poll.h>
 #include <stdexcept>
 #include <sys/syscall.h>
@@ -174,6 +175,15 @@ int child::wait(std::chrono::milliseconds timeout) {
       read_line(std::min(left, std::chrono::milliseconds{50}));
     }
   }
+}
+
+uint64_t memory_kib(pid_t pid, const std::string& field) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.compare(0, field.size(), field) == 0)
+      return std::stoull(line.substr(field.size()));
+  return 0;
 }
 
 } // namespace test

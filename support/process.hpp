@@ -5,6 +5,7 @@
 // an exit) with a deadline.
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -72,5 +73,9 @@ private:
   bool exited_ = false;
   int status_ = 0;
 };
+
+/// A memory figure of process `pid` from /proc/PID/status, in KiB:
+/// "VmRSS:" (resident now) or "VmHWM:" (peak resident); 0 if unknown.
+uint64_t memory_kib(pid_t pid, const std::string& field);
 
 } // namespace test

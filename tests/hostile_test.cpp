@@ -38,10 +38,7 @@
 
 #include <caf/actor_system.hpp>
 
-#include "certs.hpp"
-#include "job.hpp"
-#include "netchan/netchan.hpp"
-#include "process.hpp"
+#include "nodes.hpp"
 
 using namespace std::chrono_literals;
 
@@ -50,12 +47,6 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 // -- nodes -----------------------------------------------------------------------
-
-struct node_config : netchan::config {
-  node_config() {
-    test::add_test_types(*this);
-  }
-};
 
 /// Not a test::job, but registered under its name: what a process built
 /// from another version of the type would send.
@@ -74,85 +65,24 @@ struct fake_config : netchan::config {
   }
 };
 
-/// One node in this process: an actor system and its netchan node.
-template <class Config = node_config>
-struct local_node {
-  Config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  std::optional<netchan::node> node;
-  caf::error start_error;
+template <class Config = test::node_config>
+using local_node = test::basic_local_node<Config>;
 
-  explicit local_node(std::vector<std::string> args) {
-    if (auto err = cfg.load(std::move(args))) {
-      start_error = err;
-      return;
-    }
-    sys = std::make_unique<caf::actor_system>(cfg);
-    auto n = netchan::node::start(*sys);
-    if (n)
-      node.emplace(std::move(*n));
-    else
-      start_error = n.error();
-  }
-
-  ~local_node() {
-    if (node)
-      node->shutdown();
-    node.reset();
-  }
-
-  template <class T>
-  std::pair<netchan::sender<T>, netchan::receiver<T>>
-  open(const std::string& where) {
-    if (!node)
-      BOOST_FAIL("node did not start: " << netchan::to_string(start_error));
-    auto ch = node->open<T>(where);
-    if (!ch)
-      BOOST_FAIL("open " << where << ": " << netchan::to_string(ch.error()));
-    return *ch;
-  }
-};
-
-/// The node under attack: `netchan-test-peer serve` hosting `channels`.
-struct attacked_node {
-  std::unique_ptr<test::child> proc;
-  uint16_t port = 0;
-
+/// The node under attack: `netchan-test-peer serve` hosting channels.
+struct attacked_node : test::peer {
   attacked_node(const std::vector<std::string>& channels,
-                const std::vector<std::string>& config) {
-    std::vector<std::string> args{"serve"};
+                const std::vector<std::string>& config)
+    : test::peer(channel_args(channels), config) {
+  }
+
+  static std::vector<std::string>
+  channel_args(const std::vector<std::string>& channels) {
+    std::vector<std::string> args;
     for (auto& c : channels) {
       args.push_back("--channel");
       args.push_back(c);
     }
-    args.push_back("--");
-    args.insert(args.end(), config.begin(), config.end());
-    proc = std::make_unique<test::child>(NETCHAN_TEST_PEER, args);
-    auto ready = proc->wait_for("ready port=", 30s);
-    if (!ready)
-      BOOST_FAIL("attacked node did not start: " << proc->transcript());
-    port = static_cast<uint16_t>(std::stoul(*ready));
-  }
-
-  ~attacked_node() {
-    proc->close_stdin();
-    auto status = proc->wait(30s);
-    if (status != 0 && status != 128 + SIGKILL)
-      BOOST_ERROR("attacked node ended with status "
-                  << status << " (-1: did not exit within 30 s): "
-                  << proc->transcript());
-  }
-
-  pid_t pid() const {
-    return proc->pid();
-  }
-
-  bool alive() const {
-    return !proc->try_wait();
-  }
-
-  std::string where(const std::string& name) const {
-    return "127.0.0.1:" + std::to_string(port) + "/" + name;
+    return args;
   }
 };
 
@@ -185,15 +115,7 @@ struct fixture {
 
 // -- what /proc says about the attacked process ------------------------------------
 
-/// A memory figure from /proc/PID/status in KiB: "VmRSS:" or "VmHWM:".
-uint64_t memory_kib(pid_t pid, const std::string& field) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.compare(0, field.size(), field) == 0)
-      return std::stoull(line.substr(field.size()));
-  return 0;
-}
+using test::memory_kib;
 
 /// Resets VmHWM to the current RSS (Linux >= 4.0); false if not allowed.
 bool reset_peak_memory(pid_t pid) {

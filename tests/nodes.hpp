@@ -28,13 +28,15 @@ struct node_config : netchan::config {
 };
 
 /// One node in the test process: an actor system and its netchan node.
-struct local_node {
-  node_config cfg;
+/// `Config` registers the types this process knows.
+template <class Config = node_config>
+struct basic_local_node {
+  Config cfg;
   std::unique_ptr<caf::actor_system> sys;
   std::optional<netchan::node> node;
   caf::error start_error;
 
-  explicit local_node(std::vector<std::string> args) {
+  explicit basic_local_node(std::vector<std::string> args) {
     if (auto err = cfg.load(std::move(args))) {
       start_error = err;
       return;
@@ -47,7 +49,7 @@ struct local_node {
       start_error = n.error();
   }
 
-  ~local_node() {
+  ~basic_local_node() {
     if (node)
       node->shutdown();
     node.reset();
@@ -62,7 +64,19 @@ struct local_node {
   std::string where(const std::string& name) {
     return get().address() + "/" + name;
   }
+
+  /// Opens the channel at `where`, or fails the test.
+  template <class T>
+  std::pair<netchan::sender<T>, netchan::receiver<T>>
+  open(const std::string& where) {
+    auto ch = get().template open<T>(where);
+    if (!ch)
+      BOOST_FAIL("open " << where << ": " << netchan::to_string(ch.error()));
+    return *ch;
+  }
 };
+
+using local_node = basic_local_node<>;
 
 /// Runs netchan-test-peer in `mode` with its own arguments, then "--" and
 /// the node's configuration arguments; `env` adds "NAME=VALUE" variables.
@@ -100,6 +114,14 @@ struct peer {
 
   std::string where(const std::string& name) const {
     return "127.0.0.1:" + std::to_string(port) + "/" + name;
+  }
+
+  pid_t pid() const {
+    return proc->pid();
+  }
+
+  bool alive() const {
+    return !proc->try_wait();
   }
 };
 

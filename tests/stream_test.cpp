@@ -19,16 +19,7 @@ namespace bdata = boost::unit_test::data;
 
 namespace {
 
-/// A memory figure of a process from /proc/PID/status, in KiB: "VmHWM:"
-/// (peak resident) or "VmRSS:" (resident now).
-uint64_t memory_kib(pid_t pid, const std::string& field) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.compare(0, field.size(), field) == 0)
-      return std::stoull(line.substr(field.size()));
-  return 0;
-}
+using test::memory_kib;
 
 /// This process as the owner: a node hosting channels, and its address.
 struct owner {

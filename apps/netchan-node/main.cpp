@@ -77,6 +77,25 @@ std::string hub_channel(const node_config& cfg, const std::string& name) {
   return cfg.peers.front() + "/" + name;
 }
 
+/// The hub's two channels, as this role uses them.
+struct hub_channels {
+  netchan::sender<demo::job> jobs_tx;
+  netchan::receiver<demo::job> jobs_rx;
+  netchan::sender<demo::result> results_tx;
+  netchan::receiver<demo::result> results_rx;
+};
+
+caf::expected<hub_channels> open_hub(const node_config& cfg, netchan::node& n) {
+  auto jobs = n.open<demo::job>(hub_channel(cfg, "jobs"));
+  if (!jobs)
+    return std::move(jobs.error());
+  auto results = n.open<demo::result>(hub_channel(cfg, "results"));
+  if (!results)
+    return std::move(results.error());
+  return hub_channels{jobs->first, jobs->second, results->first,
+                      results->second};
+}
+
 /// Blocks until SIGTERM, SIGINT or SIGUSR1 (sent by a role that finished).
 /// The signals are blocked in every thread (see main), so only this waits.
 int wait_for_signal() {
@@ -93,14 +112,11 @@ int wait_for_signal() {
 // -- worker --------------------------------------------------------------------
 
 int run_worker(const node_config& cfg, netchan::node& n) {
-  auto jobs = n.open<demo::job>(hub_channel(cfg, "jobs"));
-  if (!jobs)
-    return fail(netchan::to_string(jobs.error()));
-  auto results = n.open<demo::result>(hub_channel(cfg, "results"));
-  if (!results)
-    return fail(netchan::to_string(results.error()));
-  auto rx = jobs->second;
-  auto tx = results->first;
+  auto hub = open_hub(cfg, n);
+  if (!hub)
+    return fail(netchan::to_string(hub.error()));
+  auto rx = hub->jobs_rx;
+  auto tx = hub->results_tx;
   size_t done = 0;
   for (;;) {
     auto lease = rx.receive_lease();
@@ -239,12 +255,9 @@ void print_accounting(const books& b, double seconds) {
 }
 
 int run_producer(const node_config& cfg, netchan::node& n) {
-  auto jobs = n.open<demo::job>(hub_channel(cfg, "jobs"));
-  if (!jobs)
-    return fail(netchan::to_string(jobs.error()));
-  auto results = n.open<demo::result>(hub_channel(cfg, "results"));
-  if (!results)
-    return fail(netchan::to_string(results.error()));
+  auto hub = open_hub(cfg, n);
+  if (!hub)
+    return fail(netchan::to_string(hub.error()));
   std::mt19937_64 rng{std::random_device{}()};
   std::vector<demo::job> all;
   for (uint64_t id = 1; id <= cfg.jobs; ++id)
@@ -258,7 +271,7 @@ int run_producer(const node_config& cfg, netchan::node& n) {
   std::atomic<size_t> submitted{0};
   std::string submit_error;
   // Capacity 0: each send completes when a worker has taken the job.
-  std::thread submitter{[&, tx = jobs->first] {
+  std::thread submitter{[&, tx = hub->jobs_tx] {
     for (auto& j : all) {
       if (auto err = tx.send(j)) {
         submit_error = netchan::to_string(err);
@@ -272,7 +285,7 @@ int run_producer(const node_config& cfg, netchan::node& n) {
   std::string receive_error;
   auto deadline = start + cfg.deadline;
   while (b.accepted.size() < all.size() && clock_type::now() < deadline) {
-    auto r = results->second.receive_for(std::chrono::milliseconds{200});
+    auto r = hub->results_rx.receive_for(std::chrono::milliseconds{200});
     if (r)
       take_result(all, *r, b);
     else if (!netchan::is(r.error(), netchan::errc::timeout)) {
@@ -284,12 +297,12 @@ int run_producer(const node_config& cfg, netchan::node& n) {
   progress.show(b, start, true);
   // Done (or out of time): workers stop when jobs is closed; a send still
   // waiting fails with closed and is not counted as produced.
-  if (auto err = jobs->first.close())
+  if (auto err = hub->jobs_tx.close())
     std::cerr << "closing jobs: " << netchan::to_string(err) << '\n';
   submitter.join();
   b.produced = submitted.load();
   // Results still on their way (a redelivered job's second one) count too.
-  while (auto r = results->second.receive_for(std::chrono::milliseconds{300}))
+  while (auto r = hub->results_rx.receive_for(std::chrono::milliseconds{300}))
     take_result(all, *r, b);
   b.settle();
   if (!submit_error.empty())

@@ -186,14 +186,7 @@ public:
           result = resolved{std::move(ch), std::move(type_name), capacity,
                             owner_max};
         },
-        [&](caf::error& err) {
-          auto diagnose = [&] {
-            return diagnose_handshake(addr->host, addr->port, tls_,
-                                      std::chrono::milliseconds{2000});
-          };
-          result = explain_resolve_error(std::move(err), addr->node(),
-                                         diagnose);
-        });
+        [&](caf::error& err) { result = explain(std::move(err), *addr); });
     return result;
   }
 
@@ -223,12 +216,7 @@ public:
     self->request(dir, resolve_timeout(), dial_atom::value, host_port)
       .receive([&](std::string& names) { result = std::move(names); },
                [&](caf::error& err) {
-                 auto diagnose = [&] {
-                   return diagnose_handshake(addr->host, addr->port, tls_,
-                                             std::chrono::milliseconds{2000});
-                 };
-                 result = explain_resolve_error(std::move(err), addr->node(),
-                                                diagnose);
+                 result = explain(std::move(err), *addr);
                });
     return result;
   }
@@ -321,6 +309,16 @@ private:
   /// A resolution may dial (connect-timeout) and then ask (request-timeout).
   caf::timespan resolve_timeout() const {
     return cfg_.connect_timeout + 2 * cfg_.request_timeout;
+  }
+
+  /// A connection error to `addr`'s node, with what to fix; a failed TLS
+  /// handshake is diagnosed by handshaking once more, with OpenSSL alone.
+  caf::error explain(caf::error err, const channel_address& addr) const {
+    auto diagnose = [&] {
+      return diagnose_handshake(addr.host, addr.port, tls_,
+                                std::chrono::milliseconds{2000});
+    };
+    return explain_resolve_error(std::move(err), addr.node(), diagnose);
   }
 
   caf::error stopped() const {

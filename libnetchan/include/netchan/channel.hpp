@@ -246,26 +246,20 @@ public:
   /// before to a receiver that died (or released it) without acknowledging
   /// it, so it may have been seen, and acted on, once already.
   [[nodiscard]] caf::expected<received<T>> receive_flagged() const {
-    if (!ep_)
-      return empty_handle();
-    auto res = get(true, detail::no_deadline, false);
-    if (res.err)
-      return std::move(res.err);
-    auto value = decode<T>(ep_->system(), res.value.payload);
+    envelope meta;
+    auto value = receive_with(meta);
     if (!value)
       return std::move(value.error());
-    return received<T>{std::move(*value), res.value.redelivered};
+    return received<T>{std::move(*value), meta.redelivered};
   }
 
   /// A value with the id of the endpoint that sent it. @private
   caf::expected<std::pair<T, uint64_t>> receive_tagged() const {
-    auto res = get(true, detail::no_deadline, false);
-    if (res.err)
-      return std::move(res.err);
-    auto value = decode<T>(ep_->system(), res.value.payload);
+    envelope meta;
+    auto value = receive_with(meta);
     if (!value)
       return std::move(value.error());
-    return std::make_pair(std::move(*value), res.value.sender);
+    return std::make_pair(std::move(*value), meta.sender);
   }
 
   // -- range-for: receives until closed --------------------------------------
@@ -329,6 +323,18 @@ public:
   }
 
 private:
+  /// Blocks for a value; `meta` gets its envelope (sender, flags).
+  caf::expected<T> receive_with(envelope& meta) const {
+    if (!ep_)
+      return empty_handle();
+    auto res = get(true, detail::no_deadline, false);
+    if (res.err)
+      return std::move(res.err);
+    auto value = decode<T>(ep_->system(), res.value.payload);
+    meta = std::move(res.value);
+    return value;
+  }
+
   caf::expected<T> receive_impl(bool may_park, caf::timespan timeout) const {
     auto res = get(may_park, timeout, false);
     if (res.err)
