@@ -474,7 +474,16 @@ BOOST_AUTO_TEST_CASE(a_frozen_receiver_is_dropped_and_wakes_without_duplicates) 
                                                 << " buffered=" << st->buffered);
   // The other receiver gets everything, the frozen one's leases included
   // once the owner drops its link.
-  BOOST_REQUIRE(b.wait_distinct(produced, 60s));
+  if (!b.wait_distinct(produced, 60s)) {
+    auto st = rx.stats();
+    BOOST_FAIL("not every value arrived within 60 s of the freeze: distinct="
+               << b.copies().size() << " leased=" << (st ? st->leased : 0)
+               << " buffered=" << (st ? st->buffered : 0) << " parked "
+               << "receivers=" << (st ? st->parked_receivers : 0)
+               << "; awake receiver:\n" << awake.proc().transcript().substr(
+                    awake.proc().transcript().size() > 600
+                      ? awake.proc().transcript().size() - 600 : 0));
+  }
   BOOST_TEST_MESSAGE("all values in "
                      << std::chrono::duration_cast<std::chrono::milliseconds>(
                           clock_type::now() - frozen_at)
