@@ -16,10 +16,15 @@ namespace {
 struct target {
   std::string point;
   long k = 0;
+  int signal = SIGKILL;
   std::atomic<long> count{0};
 
   target() {
     auto spec = std::getenv("NETCHAN_TEST_DIE_AT");
+    if (spec == nullptr) {
+      spec = std::getenv("NETCHAN_TEST_STOP_AT");
+      signal = SIGSTOP;
+    }
     if (spec == nullptr)
       return;
     std::string s = spec;
@@ -45,10 +50,11 @@ void reached(const char* point) {
     return;
   if (t.count.fetch_add(1) + 1 != t.k)
     return;
-  auto line = "netchan: test hook: dying at " + t.point + ":"
-              + std::to_string(t.k) + "\n";
+  auto line = std::string{"netchan: test hook: "}
+              + (t.signal == SIGKILL ? "dying" : "stopping") + " at "
+              + t.point + ":" + std::to_string(t.k) + "\n";
   static_cast<void>(::write(STDERR_FILENO, line.data(), line.size()));
-  ::kill(::getpid(), SIGKILL);
+  ::kill(::getpid(), t.signal);
 }
 
 } // namespace netchan::detail::test_hook

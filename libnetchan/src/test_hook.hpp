@@ -2,10 +2,11 @@
 
 // Deaths at exact protocol points, for the fault tests.
 //
-//   NETCHAN_TEST_DIE_AT=POINT:K
+//   NETCHAN_TEST_DIE_AT=POINT:K    (or NETCHAN_TEST_STOP_AT=POINT:K)
 //
-// makes the process kill itself with SIGKILL the K-th time it reaches POINT
-// (a line "netchan: test hook: dying at POINT:K" goes to stderr first).
+// makes the process kill itself with SIGKILL (or freeze itself with
+// SIGSTOP) the K-th time it reaches POINT; a line "netchan: test hook:
+// dying at POINT:K" (or "stopping at") goes to stderr first.
 // Points:
 //   receive          a thread calls receive (any kind), before anything is
 //                    taken: the calls before it have returned their values
