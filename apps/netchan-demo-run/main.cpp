@@ -374,8 +374,12 @@ int main(int argc, char** argv) {
         continue;
       auto& p = *owners[i];
       auto bytes = p.read_some();
-      if (&p == producer)
+      if (&p == producer && !bytes.empty()) {
+        // Its "ready" line is for us, not for the user.
+        if (bytes.rfind("ready ", 0) == 0 && bytes.find('\n') != std::string::npos)
+          bytes.erase(0, bytes.find('\n') + 1);
         std::cout << bytes << std::flush;
+      }
       take_lines(p);
       if (&p == victim && !victim_killed && total_jobs > 0
           && 2 * done >= total_jobs && victim_last.rfind("took job ", 0) == 0)
