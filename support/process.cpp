@@ -5,7 +5,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fstream>
 #include <poll.h>
 #include <stdexcept>
@@ -175,6 +178,20 @@ int child::wait(std::chrono::milliseconds timeout) {
       read_line(std::min(left, std::chrono::milliseconds{50}));
     }
   }
+}
+
+std::pair<int, uint16_t> listening_socket() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0
+      || ::listen(fd, 8) != 0
+      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("cannot listen on 127.0.0.1: "
+                             + std::string{std::strerror(errno)});
+  return {fd, ntohs(addr.sin_port)};
 }
 
 uint64_t memory_kib(pid_t pid, const std::string& field) {

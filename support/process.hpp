@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace test {
@@ -73,6 +74,10 @@ private:
   bool exited_ = false;
   int status_ = 0;
 };
+
+/// A TCP socket listening on 127.0.0.1 at a free port: (fd, port). Throws
+/// std::runtime_error if the system refuses.
+std::pair<int, uint16_t> listening_socket();
 
 /// A memory figure of process `pid` from /proc/PID/status, in KiB:
 /// "VmRSS:" (resident now) or "VmHWM:" (peak resident); 0 if unknown.

@@ -66,21 +66,6 @@ void check_names(const std::string& out, const std::string& needle) {
                       "the output should name '" << needle << "':\n" << out);
 }
 
-/// A port on 127.0.0.1 that is listening (held by the returned socket).
-std::pair<int, uint16_t> listening_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE_EQUAL(::bind(fd, reinterpret_cast<sockaddr*>(&addr),
-                             sizeof(addr)),
-                      0);
-  BOOST_REQUIRE_EQUAL(::listen(fd, 1), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  return {fd, ntohs(addr.sin_port)};
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(the_demo_balances_its_books) {
@@ -134,7 +119,7 @@ BOOST_AUTO_TEST_CASE(a_missing_certificate_is_named) {
 }
 
 BOOST_AUTO_TEST_CASE(a_port_in_use_is_named) {
-  auto [fd, port] = listening_port();
+  auto [fd, port] = test::listening_socket();
   auto where = "127.0.0.1:" + std::to_string(port);
   auto [out, status] = node({"--netchan.role=hub", "--netchan.listen=" + where});
   ::close(fd);
@@ -143,7 +128,7 @@ BOOST_AUTO_TEST_CASE(a_port_in_use_is_named) {
 }
 
 BOOST_AUTO_TEST_CASE(an_unreachable_peer_is_named_after_its_retry_window) {
-  auto [fd, port] = listening_port();
+  auto [fd, port] = test::listening_socket();
   ::close(fd); // nobody listens there now
   auto where = "127.0.0.1:" + std::to_string(port);
   auto [out, status] = node({"--netchan.role=worker",

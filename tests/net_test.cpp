@@ -281,17 +281,8 @@ BOOST_AUTO_TEST_CASE(a_server_certificate_from_an_untrusted_ca_is_named) {
 
 BOOST_AUTO_TEST_CASE(a_plaintext_server_is_named_as_such) {
   // A listening TCP socket that answers TLS with plain bytes.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE_EQUAL(::bind(fd, reinterpret_cast<sockaddr*>(&addr),
-                             sizeof(addr)),
-                      0);
-  BOOST_REQUIRE_EQUAL(::listen(fd, 8), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  auto port = ntohs(addr.sin_port);
+  auto [listener, port] = test::listening_socket();
+  auto fd = listener;
   std::atomic<bool> done{false};
   std::thread server{[fd, &done] {
     while (!done) {

@@ -132,6 +132,15 @@ inline double micros_since(clock_type::time_point t0) {
     .count();
 }
 
+/// Every thread's latencies in one vector.
+inline std::vector<double>
+merged(const std::vector<std::vector<double>>& per_thread) {
+  std::vector<double> all;
+  for (auto& xs : per_thread)
+    all.insert(all.end(), xs.begin(), xs.end());
+  return all;
+}
+
 /// The `p` quantile (0..1) of `xs` (sorted in place); -1 if empty.
 double percentile(std::vector<double>& xs, double p);
 

@@ -457,9 +457,7 @@ void driver::rendezvous(bool owner_apart, size_t pairs) {
       for (auto& t : ts)
         t.join();
       auto elapsed = seconds_since(t0);
-      std::vector<double> all;
-      for (auto& xs : lat)
-        all.insert(all.end(), xs.begin(), xs.end());
+      auto all = merged(lat);
       r.sent += attempts.load();
       r.returned += returned.load();
       r.per_second = all.size() / elapsed;

@@ -8,7 +8,10 @@
 #include <iostream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "bench.hpp"
+#include "process.hpp"
 
 namespace bench {
 
@@ -21,14 +24,8 @@ double percentile(std::vector<double>& xs, double p) {
 }
 
 uint64_t status_kb(pid_t pid, const char* field) {
-  std::ifstream in{pid == 0 ? std::string{"/proc/self/status"}
-                            : "/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  std::string prefix = std::string{field} + ":";
-  while (std::getline(in, line))
-    if (line.compare(0, prefix.size(), prefix) == 0)
-      return std::stoull(line.substr(prefix.size()));
-  return 0;
+  return test::memory_kib(pid == 0 ? ::getpid() : pid,
+                          std::string{field} + ":");
 }
 
 void reset_peak() {

@@ -307,9 +307,7 @@ int raw_pinger(const options& opt, caf::actor_system& sys) {
   for (auto& t : ts)
     t.join();
   auto elapsed = seconds_since(t0);
-  std::vector<double> all;
-  for (auto& xs : lat)
-    all.insert(all.end(), xs.begin(), xs.end());
+  auto all = merged(lat);
   auto count = all.size();
   std::cout << "pings " << count << " failed " << failed.load() << " elapsed "
             << elapsed << " median " << percentile(all, 0.5) << " p99 "
