@@ -79,8 +79,11 @@ caf::behavior client_actor(caf::event_based_actor* self, caf::actor ch,
         .then(ok(op), fail(op));
     },
     [=](reserve_atom, uint64_t op, uint64_t want) {
-      self->request(ch, caf::infinite, reserve_atom::value, want, true)
-        .then([log, op](uint64_t n) { (*log)[op] = verdict{"ok", 0, {}, n}; },
+      self->request(ch, caf::infinite, reserve_atom::value, want, true,
+                    uint64_t{0})
+        .then([log, op](uint64_t n, uint64_t) {
+                (*log)[op] = verdict{"ok", 0, {}, n};
+              },
               fail(op));
     },
     [=](take_atom, uint64_t lease) { self->send(ch, take_atom::value, lease); },
@@ -120,7 +123,11 @@ struct fixture {
     : sys(testing_config(cfg)),
       sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
       capacity(cap) {
-    channel_spec spec{"test-chan", "item", cap, max_size};
+    channel_spec spec;
+    spec.name = "test-chan";
+    spec.type_name = "item";
+    spec.capacity = cap;
+    spec.max_message_size = max_size;
     ch = spawn_channel(sys, spec);
     run();
   }

@@ -177,7 +177,13 @@ void check_owner_settled(const netchan::receiver<uint64_t>& rx) {
   BOOST_CHECK_EQUAL(st->buffered, 0u);
 }
 
-struct fixture : test::cluster {};
+/// A killed process looks like a broken link until the resume window
+/// passes: this suite keeps the window short, on every node.
+struct fixture : test::cluster {
+  fixture() {
+    extra = {"--netchan.resume-timeout=1s"};
+  }
+};
 
 /// How a receiver dies: where (hook point, or "random": the test kills it
 /// after a random number of values) and whether it takes leases.
@@ -226,9 +232,9 @@ BOOST_DATA_TEST_CASE_F(
   } else {
     env.push_back("NETCHAN_TEST_DIE_AT=" + death.point);
   }
-  drainer dying{owner.where("stream"), death.leases, client.args(), b, env,
+  drainer dying{owner.where("stream"), death.leases, client_args(), b, env,
                 kill_after};
-  drainer surviving{owner.where("stream"), death.leases, client.args(), b};
+  drainer surviving{owner.where("stream"), death.leases, client_args(), b};
   auto sending = std::async(std::launch::async, [tx = tx, produced] {
     for (uint64_t v = 1; v <= produced; ++v)
       if (auto err = tx.send(v))
@@ -257,7 +263,7 @@ BOOST_DATA_TEST_CASE_F(fixture,
   BOOST_REQUIRE(ch);
   auto [tx, rx] = *ch;
   auto sender = test::start_peer(
-    "stream", {"--to", owner.where("stream"), "--count", "0"}, client.args(),
+    "stream", {"--to", owner.where("stream"), "--count", "0"}, client_args(),
     {"NETCHAN_TEST_DIE_AT=sent:" + std::to_string(dies_after)});
   // Receive until the sender is dead...
   std::vector<uint64_t> got;
@@ -322,7 +328,7 @@ BOOST_DATA_TEST_CASE_F(fixture,
   const size_t senders = 4;
   test::peer p{{"--channel", "q:u64:" + std::to_string(capacity)},
                listen_args(), {"NETCHAN_TEST_DIE_AT=" + point}};
-  test::local_node me{client.args()};
+  test::local_node me{client_args()};
   auto [tx, rx] = test::open_or_fail<uint64_t>(me.get(), p.where("q"));
   struct outcome {
     std::vector<uint64_t> completed;
@@ -409,10 +415,10 @@ BOOST_AUTO_TEST_CASE(close_reaches_remote_receivers_and_senders) {
   BOOST_REQUIRE(idle && stream && full);
   books b;
   // A remote receiver parked on an empty channel wakes with closed.
-  drainer waiting{owner.where("idle"), false, client.args(), b};
+  drainer waiting{owner.where("idle"), false, client_args(), b};
   // A remote sender blocked on a full channel gets closed, value back.
   auto sender = test::start_peer(
-    "stream", {"--to", owner.where("full"), "--count", "5"}, client.args());
+    "stream", {"--to", owner.where("full"), "--count", "5"}, client_args());
   BOOST_REQUIRE(sender->wait_for("streaming", 30s));
   auto deadline = clock_type::now() + 30s;
   auto st = full->second.stats();
@@ -435,7 +441,7 @@ BOOST_AUTO_TEST_CASE(close_reaches_remote_receivers_and_senders) {
   for (uint64_t v = 1; v <= 10; ++v)
     BOOST_REQUIRE(!stream->first.send(v));
   BOOST_REQUIRE(!stream->first.close());
-  drainer late{owner.where("stream"), false, client.args(), b};
+  drainer late{owner.where("stream"), false, client_args(), b};
   BOOST_CHECK_EQUAL(late.end(30s), "ok");
   BOOST_CHECK_EQUAL(late.printed(), 10u);
 }
@@ -460,9 +466,9 @@ BOOST_AUTO_TEST_CASE(a_frozen_receiver_is_dropped_and_wakes_without_duplicates) 
   books b;
   // It freezes itself (SIGSTOP) while it holds its 200th lease, so the
   // owner certainly has something of its to take back.
-  drainer frozen{owner.where("stream"), true, with_beat(client.args()), b,
+  drainer frozen{owner.where("stream"), true, with_beat(client_args()), b,
                  {"NETCHAN_TEST_STOP_AT=holding-lease:200"}};
-  drainer awake{owner.where("stream"), true, with_beat(client.args()), b};
+  drainer awake{owner.where("stream"), true, with_beat(client_args()), b};
   auto sending = std::async(std::launch::async, [tx = tx, produced] {
     for (uint64_t v = 1; v <= produced; ++v)
       if (auto err = tx.send(v))

@@ -131,10 +131,19 @@ struct cluster {
   test::pki pki{dir.path(), "cluster-ca"};
   node_certs server = pki.issue("server");
   node_certs client = pki.issue("client");
+  /// Options every node of the suite gets (e.g. a short resume window).
+  std::vector<std::string> extra;
 
   std::vector<std::string> listen_args(uint16_t port = 0) const {
     auto args = server.args();
     args.push_back("--netchan.listen=127.0.0.1:" + std::to_string(port));
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  std::vector<std::string> client_args() const {
+    auto args = client.args();
+    args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
 };

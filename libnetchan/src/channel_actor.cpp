@@ -12,10 +12,17 @@
 // with a receive directly, and the sender is released when the receiver has
 // *taken* the value (two-phase hand-off), so a receiver that dies in between
 // costs nothing: the sender is parked again at the head.
+//
+// A party whose link broke is not gone: its leases, its credit and its
+// waiting sends are kept for it for netchan.resume-timeout (its waiting
+// receives and credit requests are dropped: it asks again). If it comes back
+// in time, it resumes (resume_atom) and settles what was in flight; if not,
+// or if its node returns as a new process, it is treated as dead.
 
 #include "channel_actor.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <set>
@@ -27,6 +34,7 @@
 
 #include "netchan/envelope.hpp"
 #include "netchan/errc.hpp"
+#include "netchan/link_event.hpp"
 #include "netchan/stats.hpp"
 #include "protocol.hpp"
 #include "test_hook.hpp"
@@ -74,7 +82,18 @@ struct parked_reserve {
   uint64_t want = 0;
   caf::response_promise rp;
   bool urgent = false;
+  uint64_t sender_id = 0;
 };
+
+/// A party whose link broke, waiting to resume.
+struct suspended {
+  uint64_t generation = 0;
+  std::chrono::steady_clock::time_point since;
+  /// Credit it held: values it sent on it may still come, after the resume.
+  uint64_t credit = 0;
+};
+
+using expire_atom = caf::atom_constant<caf::atom("nc_expire")>;
 
 /// A value in the buffer. `counted` is false only for a capacity-0 value
 /// re-queued after its receiver died: it owes a delivery, not a slot.
@@ -123,7 +142,14 @@ class channel_actor : public caf::event_based_actor {
 public:
   channel_actor(caf::actor_config& cfg, channel_spec spec)
     : caf::event_based_actor(cfg), spec_(std::move(spec)) {
-    set_down_handler([this](caf::down_msg& msg) { on_down(msg.source); });
+    set_down_handler([this](caf::down_msg& msg) {
+      if (msg.reason == caf::exit_reason::remote_link_unreachable
+          && spec_.resume_timeout.count() > 0
+          && gone_nodes_.count(msg.source.node()) == 0)
+        suspend(msg.source);
+      else
+        on_down(msg.source);
+    });
   }
 
   const char* name() const override {
@@ -165,8 +191,10 @@ public:
       [this](close_atom) -> caf::result<ok_atom> { return close(); },
       [this](len_atom) { return static_cast<uint64_t>(buffer_.size()); },
       [this](stats_atom) { return stats(); },
-      [this](reserve_atom, uint64_t want, bool urgent)
-        -> caf::result<uint64_t> { return reserve(want, urgent); },
+      [this](reserve_atom, uint64_t want, bool urgent, uint64_t sender_id)
+        -> caf::result<uint64_t, uint64_t> {
+        return reserve(want, urgent, sender_id);
+      },
       [this](hurry_atom) {
         auto from = who();
         for (auto& r : reserves_)
@@ -179,13 +207,23 @@ public:
         auto from = who();
         for (auto i = ids.rbegin(); i != ids.rend(); ++i)
           if (auto l = leases_.find(*i);
-              l != leases_.end() && l->second.holder == from) {
-            auto value = std::move(l->second.value);
-            auto counted = l->second.counted;
-            erase_lease(l);
-            push_front(std::move(value), counted);
-          }
+              l != leases_.end() && l->second.holder == from)
+            give_back(l, false);
         dispatch();
+      },
+      [this](resume_atom, uint64_t sender_id, std::vector<uint64_t>& ops)
+        -> caf::result<bool, uint64_t, uint64_t, std::vector<uint64_t>> {
+        return resume(sender_id, std::move(ops));
+      },
+      [this](expire_atom, uint64_t generation) { expire(generation); },
+      [this](node_gone_atom, const caf::node_id& gone) {
+        gone_nodes_.insert(gone);
+        std::vector<uint64_t> ending;
+        for (auto& [party, s] : suspended_)
+          if (party.node() == gone)
+            ending.push_back(s.generation);
+        for (auto g : ending)
+          expire(g);
       },
       [this](unreserve_atom, uint64_t n) { unreserve(n); },
       [this](offer_get_atom, uint64_t op, bool may_park) {
@@ -239,6 +277,19 @@ private:
     auto from = who();
     auto rp = make_response_promise();
     watch(from);
+    if (auto r = reissued_.find(from);
+        r != reissued_.end() && r->second.erase(op) != 0) {
+      // Sent again after a resume: if we hold it still, its verdict goes to
+      // the new link; if we accepted it meanwhile, it is done.
+      if (r->second.empty())
+        reissued_.erase(r);
+      if (adopt(from, op, rp))
+        return;
+      if (is_duplicate(value)) {
+        rp.deliver(ok_atom::value);
+        return;
+      }
+    }
     if (auto err = admit(value, mode == put_mode::reserved)) {
       ++stats_.returned;
       rp.deliver(std::move(err));
@@ -443,8 +494,9 @@ private:
   }
 
   /// Credit: reserves up to `want` free slots for the sender, waiting until
-  /// at least one is free.
-  caf::result<uint64_t> reserve(uint64_t want, bool urgent) {
+  /// at least one is free. The answer also says which of its values arrived.
+  caf::result<uint64_t, uint64_t> reserve(uint64_t want, bool urgent,
+                                          uint64_t sender_id) {
     auto from = who();
     watch(from);
     if (closed_)
@@ -453,12 +505,140 @@ private:
       return make_error(errc::invalid_argument,
                         "a capacity-0 channel has no slots to reserve");
     if (want == 0)
-      return uint64_t{0};
+      return {uint64_t{0}, last_seq_of(sender_id)};
     if (reserves_.empty() && free_slots() > 0)
-      return grant(from, want);
+      return {grant(from, want), last_seq_of(sender_id)};
     auto rp = make_response_promise();
-    reserves_.push_back(parked_reserve{from, want, std::move(rp), urgent});
-    return caf::delegated<uint64_t>{};
+    reserves_.push_back(
+      parked_reserve{from, want, std::move(rp), urgent, sender_id});
+    return caf::delegated<uint64_t, uint64_t>{};
+  }
+
+  uint64_t last_seq_of(uint64_t sender_id) const {
+    auto i = last_seq_.find(sender_id);
+    return i != last_seq_.end() ? i->second : 0;
+  }
+
+  // -- broken links ----------------------------------------------------------
+
+  /// A party's link broke: keep what it holds for it (leases, waiting sends,
+  /// which may still be matched); drop what it will ask again for (waiting
+  /// receives and credit requests) and its select cases. Its credit goes
+  /// back to the channel, so that a sender that vanished does not block the
+  /// others; values it had sent on it, if they come after a resume, are
+  /// taken even above the capacity (they were sent while their slots were
+  /// free).
+  void suspend(const caf::actor_addr& party) {
+    watched_.erase(party);
+    drop_offers_of(party);
+    auto from_party = [&](auto& x) { return x.from == party; };
+    gets_.erase(std::remove_if(gets_.begin(), gets_.end(), from_party),
+                gets_.end());
+    reserves_.erase(std::remove_if(reserves_.begin(), reserves_.end(),
+                                   from_party),
+                    reserves_.end());
+    uint64_t credit = 0;
+    if (auto r = reservations_.find(party); r != reservations_.end()) {
+      credit = r->second;
+      reserved_ -= r->second;
+      reservations_.erase(r);
+    }
+    auto generation = next_generation_++;
+    suspended_[party] = suspended{generation, std::chrono::steady_clock::now(),
+                                  credit};
+    delayed_send(this, spec_.resume_timeout, expire_atom::value, generation);
+    report(link_event::kind::lost, party, 0, {});
+    dispatch();
+  }
+
+  /// The window passed (or the party's node came back as a new process):
+  /// the party is gone.
+  void expire(uint64_t generation) {
+    auto i = std::find_if(suspended_.begin(), suspended_.end(),
+                          [&](auto& kv) {
+                            return kv.second.generation == generation;
+                          });
+    if (i == suspended_.end())
+      return; // resumed meanwhile
+    auto party = i->first;
+    auto since = i->second.since;
+    suspended_.erase(i);
+    reissued_.erase(party);
+    report(link_event::kind::expired, party, 0, since);
+    on_down(party);
+  }
+
+  /// A party whose link broke is back: tell it what we hold for it.
+  caf::result<bool, uint64_t, uint64_t, std::vector<uint64_t>>
+  resume(uint64_t sender_id, std::vector<uint64_t> ops) {
+    auto from = who();
+    auto last = last_seq_of(sender_id);
+    auto i = suspended_.find(from);
+    if (i == suspended_.end() && watched_.count(from) == 0)
+      return {false, last, uint64_t{0}, std::vector<uint64_t>{}};
+    if (i != suspended_.end()) {
+      // The credit it held comes back for the values it may send again; it
+      // returns the rest at once.
+      if (i->second.credit > 0) {
+        reservations_[from] += i->second.credit;
+        reserved_ += i->second.credit;
+      }
+      report(link_event::kind::restored, from, ops.size(), i->second.since);
+      suspended_.erase(i);
+    }
+    watch(from);
+    if (!ops.empty())
+      reissued_[from] = std::set<uint64_t>(ops.begin(), ops.end());
+    std::vector<uint64_t> held;
+    for (auto& [id, l] : leases_)
+      if (l.holder == from)
+        held.push_back(id);
+    auto r = reservations_.find(from);
+    uint64_t reserved = r != reservations_.end() ? r->second : 0;
+    return {true, last, reserved, std::move(held)};
+  }
+
+  /// A put sent again after a resume that we still hold (waiting, in a
+  /// claim, or in flight to a receiver at capacity 0): its verdict now goes
+  /// to `rp`.
+  bool adopt(const caf::actor_addr& from, uint64_t op,
+             caf::response_promise& rp) {
+    auto same = [&](const parked_put& p) {
+      return p.from == from && p.op == op && !p.selector;
+    };
+    for (auto& p : puts_)
+      if (same(p)) {
+        p.rp = std::move(rp);
+        return true;
+      }
+    for (auto& [id, c] : claims_)
+      if (c.put && same(*c.put)) {
+        c.put->rp = std::move(rp);
+        return true;
+      }
+    for (auto& [id, l] : leases_)
+      if (l.sender && same(*l.sender)) {
+        l.sender->rp = std::move(rp);
+        return true;
+      }
+    return false;
+  }
+
+  void report(link_event::kind what, const caf::actor_addr& party,
+              uint64_t replayed,
+              std::chrono::steady_clock::time_point since) {
+    if (!spec_.links)
+      return;
+    link_event ev;
+    ev.what = what;
+    ev.owner_side = true;
+    ev.peer = caf::to_string(party.node());
+    ev.channel = spec_.name;
+    ev.replayed = replayed;
+    if (since != std::chrono::steady_clock::time_point{})
+      ev.gap = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - since);
+    spec_.links->report(ev);
   }
 
   uint64_t grant(const caf::actor_addr& to, uint64_t want) {
@@ -579,7 +759,7 @@ private:
                                                       credit_chunk()))) {
       auto r = std::move(reserves_.front());
       reserves_.pop_front();
-      r.rp.deliver(grant(r.from, r.want));
+      r.rp.deliver(grant(r.from, r.want), last_seq_of(r.sender_id));
     }
     if (drained()) {
       for (auto& g : gets_)
@@ -593,8 +773,9 @@ private:
   }
 
   /// Puts a leased value back: to its capacity-0 sender if it never reached
-  /// the receiver, else to the head of the queue, flagged redelivered.
-  void give_back(std::map<uint64_t, lease>::iterator i) {
+  /// the receiver, else to the head of the queue, flagged redelivered unless
+  /// it is known never to have been delivered (`maybe_seen` false).
+  void give_back(std::map<uint64_t, lease>::iterator i, bool maybe_seen = true) {
     auto l = std::move(i->second);
     erase_lease(i);
     if (l.sender) {
@@ -605,13 +786,15 @@ private:
                                            : make_error(errc::would_block));
       } else {
         --stats_.sent;
-        l.sender->value.redelivered = true;
+        l.sender->value.redelivered = maybe_seen || l.sender->value.redelivered;
         puts_.emplace_front(std::move(*l.sender));
       }
       return;
     }
-    ++stats_.requeued;
-    l.value.redelivered = true;
+    if (maybe_seen) {
+      ++stats_.requeued;
+      l.value.redelivered = true;
+    }
     push_front(std::move(l.value), l.counted);
   }
 
@@ -619,17 +802,8 @@ private:
   /// back, its credit returns.
   void on_down(const caf::actor_addr& gone) {
     watched_.erase(gone);
-    for (auto* q : {&offer_puts_, &offer_gets_})
-      q->erase(std::remove_if(q->begin(), q->end(),
-                              [&](const offer& o) { return o.addr() == gone; }),
-               q->end());
-    std::vector<uint64_t> refused;
-    for (auto& [id, c] : claims_)
-      for (size_t k = 0; k < c.order_is_put.size(); ++k)
-        if (c.nth(k).addr() == gone)
-          refused.push_back(id);
-    for (auto id : refused)
-      abandon_claim(id, gone);
+    reissued_.erase(gone);
+    drop_offers_of(gone);
     auto from_gone = [&](auto& x) { return x.from == gone; };
     puts_.erase(std::remove_if(puts_.begin(), puts_.end(), from_gone),
                 puts_.end());
@@ -649,6 +823,22 @@ private:
       reservations_.erase(r);
     }
     dispatch();
+  }
+
+  /// A selector is gone (or its link broke: selects do not resume): its
+  /// offers go, and claims waiting for it are abandoned.
+  void drop_offers_of(const caf::actor_addr& gone) {
+    for (auto* q : {&offer_puts_, &offer_gets_})
+      q->erase(std::remove_if(q->begin(), q->end(),
+                              [&](const offer& o) { return o.addr() == gone; }),
+               q->end());
+    std::vector<uint64_t> refused;
+    for (auto& [id, c] : claims_)
+      for (size_t k = 0; k < c.order_is_put.size(); ++k)
+        if (c.nth(k).addr() == gone)
+          refused.push_back(id);
+    for (auto id : refused)
+      abandon_claim(id, gone);
   }
 
   /// Checks a value; one sent on reserved credit passes a closed channel.
@@ -995,6 +1185,13 @@ private:
   uint64_t reserved_ = 0;
   std::unordered_map<uint64_t, uint64_t> last_seq_;
   std::set<caf::actor_addr> watched_;
+  /// Parties whose link broke, waiting to resume.
+  std::map<caf::actor_addr, suspended> suspended_;
+  uint64_t next_generation_ = 1;
+  /// Operations a resumed party said it sends again.
+  std::map<caf::actor_addr, std::set<uint64_t>> reissued_;
+  /// Nodes that came back as new processes: their sessions do not resume.
+  std::set<caf::node_id> gone_nodes_;
   channel_stats stats_;
 };
 

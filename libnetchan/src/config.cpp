@@ -143,6 +143,10 @@ config::config() {
     .add(connect_timeout, "connect-timeout", "how long connecting may take")
     .add(resume_timeout, "resume-timeout",
          "how long operations wait for a broken link to heal")
+    .add(reconnect_initial, "reconnect-initial",
+         "wait before the first redial of a broken link")
+    .add(reconnect_max, "reconnect-max",
+         "longest wait between redials (the wait doubles up to this)")
     .add(peers, "peers", "host:port of nodes to dial at start")
     .add(peer_wait, "peer-wait",
          "how long to keep dialling peers at start before failing")

@@ -1,15 +1,18 @@
 #include "directory.hpp"
 
+#include <iostream>
 #include <map>
 #include <mutex>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman_actor.hpp>
+#include <caf/node_id.hpp>
 #include <caf/openssl/manager.hpp>
 
 #include "channel_actor.hpp"
 #include "netchan/errc.hpp"
+#include "protocol.hpp"
 
 namespace netchan::detail {
 
@@ -106,6 +109,7 @@ public:
       },
       [this](list_atom) { return names(); },
       [this](dial_atom, const std::string& where) { return dial(where); },
+      [this](hello_atom, const std::string& name) { hello(name); },
     };
   }
 
@@ -133,7 +137,8 @@ private:
                             + std::to_string(e.capacity));
       return e.channel;
     }
-    channel_spec spec{name, type_name, capacity, max_size};
+    channel_spec spec{name, type_name, capacity, max_size,
+                      spec_.resume_timeout, spec_.links};
     auto ch = spawn_channel(system(), spec);
     channels_.emplace(std::move(name),
                       entry{ch, std::move(type_name), capacity, max_size});
@@ -224,6 +229,7 @@ private:
           auto dir = caf::actor_cast<caf::actor>(std::move(ptr));
           monitor(dir);
           remotes_[key] = dir;
+          send(dir, hello_atom::value, spec_.node_name);
           then(dir, true);
         },
         [=](caf::error& err) mutable { fail(err); });
@@ -246,6 +252,21 @@ private:
     return rp;
   }
 
+  /// A node dialled us. If its name was last seen on another process, that
+  /// process is gone for good: our channels end its sessions now instead of
+  /// waiting netchan.resume-timeout for it.
+  void hello(const std::string& name) {
+    auto sender = current_sender();
+    if (!sender || name == "node")
+      return;
+    auto nid = sender->node();
+    auto i = known_nodes_.find(name);
+    if (i != known_nodes_.end() && i->second != nid)
+      for (auto& [channel_name, e] : channels_)
+        send(e.channel, node_gone_atom::value, i->second);
+    known_nodes_[name] = nid;
+  }
+
   std::string names() const {
     std::string result;
     for (auto& [name, e] : channels_) {
@@ -262,6 +283,8 @@ private:
   std::string address_;
   std::map<std::string, entry> channels_;
   std::map<std::string, caf::actor> remotes_;
+  /// Names of the nodes that dialled us, with their processes.
+  std::map<std::string, caf::node_id> known_nodes_;
 };
 
 } // namespace
@@ -300,6 +323,22 @@ std::mutex local_nodes_mtx;
 std::map<caf::actor_system*, local_node> local_nodes;
 
 } // namespace
+
+void link_log::watch(link_watcher w) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  watchers_.push_back(std::move(w));
+}
+
+void link_log::report(const link_event& ev) {
+  std::cerr << "netchan: " << to_string(ev) << std::endl;
+  std::vector<link_watcher> ws;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    ws = watchers_;
+  }
+  for (auto& w : ws)
+    w(ev);
+}
 
 void register_local_node(caf::actor_system& sys, local_node info) {
   std::lock_guard<std::mutex> guard{local_nodes_mtx};

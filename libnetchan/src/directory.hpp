@@ -8,14 +8,19 @@
 // node is dialled afresh.
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
+
+#include "netchan/link_event.hpp"
 
 namespace netchan::detail {
 
@@ -41,11 +46,36 @@ using dial_atom = caf::atom_constant<caf::atom("nc_dial")>;
 /// (list) -> names of the hosted channels, comma-separated.
 using list_atom = caf::atom_constant<caf::atom("nc_list")>;
 
-/// What the directory needs to know to reach other nodes.
+/// (hello, node_name): the first message of a node to a directory it
+/// dialled. A name seen before from another CAF node id means that node was
+/// restarted: the channels here end the old process's sessions at once
+/// (node_gone). The default name "node" is not taken as an identity.
+/// One-way.
+using hello_atom = caf::atom_constant<caf::atom("nc_hello")>;
+
+/// Where a node's link events go: its log, and the watchers a program set
+/// (node::watch_links). Shared by the node's directory, channels and
+/// endpoints.
+class link_log {
+public:
+  void watch(link_watcher w);
+  void report(const link_event& ev);
+
+private:
+  std::mutex mtx_;
+  std::vector<link_watcher> watchers_;
+};
+
+using link_log_ptr = std::shared_ptr<link_log>;
+
+/// What the directory needs to know to reach other nodes, and what its
+/// channels need to know about broken links.
 struct directory_spec {
   std::string node_name;
   caf::timespan connect_timeout;
   caf::timespan request_timeout;
+  caf::timespan resume_timeout{0};
+  link_log_ptr links;
 };
 
 /// Spawns the directory of a node. On exit it stops every channel it hosts,
@@ -83,6 +113,11 @@ struct local_node {
   caf::actor directory;
   std::string address; ///< "host:port"; empty if the node does not listen
   caf::timespan resolve_timeout;
+  /// Broken links: how long to wait for them, how to redial, where to tell.
+  caf::timespan resume_timeout{0};
+  caf::timespan reconnect_initial{0};
+  caf::timespan reconnect_max{0};
+  link_log_ptr links;
 };
 
 void register_local_node(caf::actor_system& sys, local_node info);

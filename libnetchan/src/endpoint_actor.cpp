@@ -3,9 +3,22 @@
 // channel actor's verdict arrives, withdraws it when its deadline passes, and
 // acknowledges received values. Later layers (credit, batching, prefetch,
 // resume) live here too: the channel actor stays the single judge.
+//
+// A broken link (the channel's proxy goes down with remote_link_unreachable)
+// starts a gap: nothing is sent, operations wait (their deadlines still
+// apply), and the endpoint redials through the directory with backoff. When
+// the owner answers `resume`, the endpoint settles what was in flight: values
+// sent on credit that the owner lacks go again (it keeps them until a credit
+// answer shows the owner's last sequence number), each lease the owner holds
+// for it is acknowledged, returned or kept (it knows the highest lease id it
+// received: anything above never arrived), and requests waiting for an
+// answer are sent again under their old operation ids. The gap ends in
+// `peer_down` after netchan.resume-timeout, or at once if the owner came
+// back as a new process.
 
 #include "endpoint_actor.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <iostream>
 #include <random>
@@ -19,6 +32,9 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/defaults.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/make_message.hpp>
+#include <caf/message_id.hpp>
 
 #include "netchan/errc.hpp"
 #include "directory.hpp"
@@ -73,11 +89,20 @@ struct resolver {
   std::string type_name;
 };
 
-/// An operation waiting inside the endpoint (for credit, or for a value).
+/// An operation waiting inside the endpoint (for credit, a value, the
+/// channel to be found, or a broken link to heal).
 struct held_op {
   uint64_t op;
   op_request req;
   waiter w;
+  std::chrono::steady_clock::time_point since{};
+};
+
+/// A request the owner has not answered yet, kept to be sent again after a
+/// broken link healed.
+struct sent_op {
+  waiter w;
+  op_request req;
 };
 
 /// Values a sender may have on credit at once, and values a receiver may
@@ -94,6 +119,8 @@ using refill_atom = caf::atom_constant<caf::atom("nc_refill")>;
 using fetch_atom = caf::atom_constant<caf::atom("nc_fetch")>;
 using idle_atom = caf::atom_constant<caf::atom("nc_idle")>;
 using unread_check_atom = caf::atom_constant<caf::atom("nc_unrchk")>;
+using redial_atom = caf::atom_constant<caf::atom("nc_redial")>;
+using gap_over_atom = caf::atom_constant<caf::atom("nc_gapover")>;
 
 /// Nudges the actor needs after a fast-path step.
 struct nudges {
@@ -142,7 +169,9 @@ nudges take_fetched(flow& f, envelope& out, bool lease) {
   f.prefetched.pop_front();
   f.fresh_until.pop_front();
   ++f.taken;
-  if (!lease) {
+  if (lease) {
+    f.held_leases.insert(out.lease);
+  } else {
     f.acks.push_back(out.lease);
     n.flush = !f.flush_posted;
     f.flush_posted = true;
@@ -196,26 +225,42 @@ namespace {
 
 class endpoint_actor : public caf::event_based_actor {
 public:
-  endpoint_actor(caf::actor_config& cfg, caf::actor channel, flow_ptr f)
+  endpoint_actor(caf::actor_config& cfg, caf::actor channel, flow_ptr f,
+                 std::string where)
     : caf::event_based_actor(cfg), channel_(std::move(channel)),
       id_(random_id()), flow_(std::move(f)), capacity_(flow_->capacity),
       stale_after_(caf::get_or(system().config(),
                                "middleman.connection-timeout",
                                caf::defaults::middleman::connection_timeout)
-                   / 2) {
+                   / 2),
+      where_(std::move(where)) {
+    if (auto local = find_local_node(system())) {
+      node_ = std::move(*local);
+      if (!node_.directory || node_.resume_timeout.count() <= 0)
+        where_.clear();
+    } else {
+      where_.clear();
+    }
+    if (channel_)
+      owner_node_ = channel_.node();
     std::lock_guard<std::mutex> guard{flow_->mtx};
     flow_->stale_after = stale_after_;
     flow_->sender_id = id_;
     flow_->ready = static_cast<bool>(channel_);
     set_down_handler([this](caf::down_msg& msg) {
-      if (msg.source == channel_.address())
+      if (msg.source != channel_.address() || !linked_)
+        return;
+      if (msg.reason == caf::exit_reason::remote_link_unreachable
+          && !where_.empty())
+        link_lost();
+      else
         on_channel_down();
     });
   }
 
   endpoint_actor(caf::actor_config& cfg, resolver how, flow_ptr f,
                  caf::error error)
-    : endpoint_actor(cfg, caf::actor{}, std::move(f)) {
+    : endpoint_actor(cfg, caf::actor{}, std::move(f), how.where) {
     gone_ = std::move(error);
     if (!gone_)
       resolver_ = std::move(how);
@@ -239,6 +284,11 @@ public:
         // credit goes first, so the owner sees this sender's order.
         if (gone_)
           return gone_;
+        if (!linked_) {
+          auto rp = make_response_promise<caf::actor>();
+          channel_waiters_.push_back(rp);
+          return rp;
+        }
         if (!channel_) {
           auto rp = make_response_promise<caf::actor>();
           channel_waiters_.push_back(rp);
@@ -268,6 +318,17 @@ public:
         if (idle && credit_waiters_.empty())
           return_credit();
       },
+      [this](redial_atom, uint64_t gap) {
+        if (gap == gap_ && !linked_ && !gone_)
+          redial();
+      },
+      [this](gap_over_atom, uint64_t gap) {
+        if (gap == gap_ && !linked_ && !gone_)
+          end_session(make_error(
+            errc::peer_down,
+            "the link to the channel's owner at " + where_
+              + " broke and did not heal within netchan.resume-timeout"));
+      },
       [this](refused_atom, uint64_t seq, caf::error& err) {
         // Our edge checks type and size with the owner's limits, so this
         // means a bug or a misbehaving owner: say so, loudly.
@@ -280,7 +341,7 @@ public:
   void on_exit() override {
     // Values a send already reported as sent hold reserved slots: they must
     // reach the owner even if the handle goes right after sending.
-    if (channel_)
+    if (linked())
       return_credit();
     fail_all(make_error(errc::shut_down, "the channel handle was destroyed"));
   }
@@ -293,9 +354,12 @@ private:
       deliver(w, std::move(res));
       return;
     }
-    if (!channel_) {
-      held_.emplace_back(std::move(req), std::move(w));
-      if (!resolving_) {
+    if (!channel_ || !linked_) {
+      auto op = next_op_++;
+      arm_deadline(op, req);
+      held_.push_back(held_op{op, std::move(req), std::move(w),
+                              std::chrono::steady_clock::now()});
+      if (!channel_ && !resolving_) {
         resolving_ = true;
         resolve();
       }
@@ -341,50 +405,71 @@ private:
   /// and try operations or queries on any capacity.
   void at_owner(op_request req, waiter w) {
     auto op = next_op_++;
-    pending_.emplace(op, std::move(w));
-    auto is_put = req.kind == op_kind::put;
-    if (is_put)
-      sent_puts_.insert(op);
-    auto fail = [this, op, is_put](caf::error& err) {
+    if (req.kind == op_kind::put) {
+      auto& v = req.value;
+      v.sender = id_;
+      v.redelivered = false;
+      // Values on credit still in the batch have lower sequence numbers:
+      // they must reach the owner first, or it would take them for
+      // duplicates of this one.
+      std::vector<envelope> earlier;
+      v.seq = locked([&](flow& f) {
+        earlier.swap(f.batch);
+        return f.next_seq++;
+      });
+      send_batch(std::move(earlier));
+    }
+    arm_deadline(op, req);
+    pending_.emplace(op, sent_op{std::move(w), std::move(req)});
+    issue(op, false);
+  }
+
+  /// Sends the request of pending operation `op`: first, or `again` after a
+  /// resume (its answer was lost with the link, or it is still waiting).
+  void issue(uint64_t op, bool again) {
+    auto& req = pending_.at(op).req;
+    auto link = link_;
+    auto fail = [this, op, link, again,
+                 kind = req.kind](caf::error& err) {
+      if (link != link_)
+        return; // the link broke meanwhile: sent again after the resume
+      if (again && kind == op_kind::close && is(err, errc::closed)) {
+        finish(op, op_result{}); // our first close did it
+        return;
+      }
       op_result res;
       // A put whose answer was lost in transport may have been accepted.
-      res.err = is_put && err.category() != errc_category ? in_doubt()
-                                                          : std::move(err);
+      res.err = kind == op_kind::put && err.category() != errc_category
+                  ? in_doubt()
+                  : std::move(err);
       finish(op, std::move(res));
     };
-    auto done = [this, op](ok_atom) { finish(op, op_result{}); };
+    auto done = [this, op, link](ok_atom) {
+      if (link == link_)
+        finish(op, op_result{});
+    };
     switch (req.kind) {
       case op_kind::put: {
-        auto& v = req.value;
-        v.sender = id_;
-        v.redelivered = false;
-        // Values on credit still in the batch have lower sequence numbers:
-        // they must reach the owner first, or it would take them for
-        // duplicates of this one.
-        std::vector<envelope> earlier;
-        v.seq = locked([&](flow& f) {
-          earlier.swap(f.batch);
-          return f.next_seq++;
-        });
-        if (!earlier.empty())
-          send(channel_, put_batch_atom::value, std::move(earlier));
         auto mode = req.may_park ? put_mode::park : put_mode::try_once;
-        arm_deadline(op, req);
-        request(channel_, caf::infinite, put_atom::value, op, std::move(v),
+        request(channel_, caf::infinite, put_atom::value, op, req.value,
                 static_cast<uint8_t>(mode))
           .then(done, fail);
         break;
       }
       case op_kind::get: {
-        arm_deadline(op, req);
         auto keep_lease = req.lease;
         request(channel_, caf::infinite, get_atom::value, op, req.may_park)
           .then(
-            [this, op, keep_lease](uint64_t lease, envelope& value) {
-              if (keep_lease)
+            [this, op, link, keep_lease](uint64_t lease, envelope& value) {
+              if (link != link_)
+                return;
+              saw_lease(lease);
+              if (keep_lease) {
+                locked([lease](flow& f) { f.held_leases.insert(lease); });
                 send(channel_, take_atom::value, lease);
-              else
+              } else {
                 send(channel_, ack_atom::value, lease);
+              }
               op_result res;
               res.value = std::move(value);
               res.lease_id = keep_lease ? lease : 0;
@@ -394,20 +479,42 @@ private:
         break;
       }
       case op_kind::commit:
-        request(channel_, caf::infinite, commit_atom::value, req.lease_id)
-          .then(done, fail);
+      case op_kind::release: {
+        auto lease = req.lease_id;
+        auto settled = [this, lease](op_result&& res) {
+          locked([lease](flow& f) { f.held_leases.erase(lease); });
+          return std::move(res);
+        };
+        auto request_it = [&](auto atom) {
+          request(channel_, caf::infinite, atom, lease)
+            .then(
+              [this, op, link, settled](ok_atom) {
+                if (link == link_)
+                  finish(op, settled(op_result{}));
+              },
+              [this, op, link, settled](caf::error& err) {
+                if (link != link_)
+                  return;
+                op_result res;
+                res.err = std::move(err);
+                finish(op, settled(std::move(res)));
+              });
+        };
+        if (req.kind == op_kind::commit)
+          request_it(commit_atom::value);
+        else
+          request_it(release_atom::value);
         break;
-      case op_kind::release:
-        request(channel_, caf::infinite, release_atom::value, req.lease_id)
-          .then(done, fail);
-        break;
+      }
       case op_kind::close:
         request(channel_, caf::infinite, close_atom::value).then(done, fail);
         break;
       case op_kind::len:
         request(channel_, caf::infinite, len_atom::value)
           .then(
-            [this, op](uint64_t n) {
+            [this, op, link](uint64_t n) {
+              if (link != link_)
+                return;
               op_result res;
               res.count = n;
               finish(op, std::move(res));
@@ -417,7 +524,9 @@ private:
       case op_kind::stats:
         request(channel_, caf::infinite, stats_atom::value)
           .then(
-            [this, op](channel_stats& st) {
+            [this, op, link](channel_stats& st) {
+              if (link != link_)
+                return;
               op_result res;
               res.stats = st;
               finish(op, std::move(res));
@@ -435,13 +544,19 @@ private:
   }
 
   void finish(uint64_t op, op_result&& res) {
-    sent_puts_.erase(op);
     auto i = pending_.find(op);
     if (i == pending_.end())
       return; // already failed (channel down)
-    auto w = std::move(i->second);
+    auto w = std::move(i->second.w);
     pending_.erase(i);
     deliver(w, std::move(res));
+  }
+
+  /// The highest lease id this endpoint received: the owner hands leases
+  /// out in id order, and one link keeps message order, so after a broken
+  /// link any lease of ours above it never arrived.
+  void saw_lease(uint64_t id) {
+    max_seen_ = std::max(max_seen_, id);
   }
 
   static void deliver(waiter& w, op_result&& res) {
@@ -497,7 +612,7 @@ private:
   }
 
   void want_credit() {
-    if (reserving_)
+    if (reserving_ || !linked())
       return;
     auto want = locked([this](flow& f) {
       auto window = send_window(f);
@@ -508,9 +623,13 @@ private:
       return;
     reserving_ = true;
     urgent_ = !credit_waiters_.empty();
-    request(channel_, caf::infinite, reserve_atom::value, want, urgent_)
+    auto link = link_;
+    request(channel_, caf::infinite, reserve_atom::value, want, urgent_, id_)
       .then(
-        [this](uint64_t granted) {
+        [this, link](uint64_t granted, uint64_t last_seq) {
+          if (link != link_)
+            return; // settled by the resume
+          confirmed(last_seq);
           reserving_ = false;
           urgent_ = false;
           std::vector<waiter> done;
@@ -535,7 +654,9 @@ private:
           else
             schedule_idle_check();
         },
-        [this](caf::error& err) {
+        [this, link](caf::error& err) {
+          if (link != link_)
+            return;
           reserving_ = false;
           urgent_ = false;
           fail_held(credit_waiters_, err); // closed: the values stay ours
@@ -546,6 +667,11 @@ private:
   /// Sends what accumulated since the last flush: values in one message,
   /// acknowledgements in another.
   void flush() {
+    if (!linked()) {
+      // Kept: values and acknowledgements are settled by the resume.
+      locked([](flow& f) { f.flush_posted = false; });
+      return;
+    }
     std::vector<envelope> batch;
     std::vector<uint64_t> acks;
     locked([&](flow& f) {
@@ -554,11 +680,29 @@ private:
       acks.swap(f.acks);
     });
     if (!batch.empty()) {
-      send(channel_, put_batch_atom::value, std::move(batch));
+      send_batch(std::move(batch));
       schedule_idle_check();
     }
     if (!acks.empty())
       send(channel_, ack_many_atom::value, std::move(acks));
+  }
+
+  /// Sends values on credit, and keeps the message until the owner's credit
+  /// answers show it has them: a broken link may lose it.
+  void send_batch(std::vector<envelope> batch) {
+    if (batch.empty())
+      return;
+    auto last = batch.back().seq;
+    auto msg = caf::make_message(put_batch_atom::value, std::move(batch));
+    unconfirmed_.emplace_back(last, msg);
+    channel_->enqueue(ctrl(), caf::make_message_id(), std::move(msg),
+                      context());
+  }
+
+  /// The owner has every value of ours up to `last_seq`.
+  void confirmed(uint64_t last_seq) {
+    while (!unconfirmed_.empty() && unconfirmed_.front().first <= last_seq)
+      unconfirmed_.pop_front();
   }
 
   void schedule_idle_check() {
@@ -568,7 +712,7 @@ private:
 
   /// Gives unused credit back, so that other senders may use the slots.
   void return_credit() {
-    if (!channel_)
+    if (!linked())
       return;
     flush();
     auto n = locked([](flow& f) { return std::exchange(f.credit, 0); });
@@ -609,7 +753,8 @@ private:
     }
     auto op = next_op_++;
     arm_deadline(op, req);
-    queue.push_back(held_op{op, std::move(req), std::move(w)});
+    queue.push_back(held_op{op, std::move(req), std::move(w),
+                            std::chrono::steady_clock::now()});
     sync_waiters();
     return true;
   }
@@ -644,10 +789,12 @@ private:
       room = f.prefetched.size() < room ? room - f.prefetched.size() : 0;
       return get_waiters_.empty() ? room : get_waiters_.size() + room;
     });
-    if (max == 0 || (get_waiters_.empty() && !consuming()))
+    if (!linked() || max == 0 || (get_waiters_.empty() && !consuming()))
       return;
     fetching_ = true;
     fetch_op_ = next_op_++;
+    auto link = link_;
+    auto op = fetch_op_;
     auto fresh_until = std::chrono::steady_clock::now() + stale_after_;
     // Only calls that wait may park at the owner: fetching ahead takes what
     // is there and never queues before receivers that are blocked.
@@ -655,8 +802,16 @@ private:
     request(channel_, caf::infinite, get_many_atom::value, fetch_op_, max,
             may_park)
       .then(
-        [this, fresh_until](std::vector<envelope>& values) {
+        [this, fresh_until, link, op](std::vector<envelope>& values) {
+          if (link != link_)
+            return; // the resume returns what it carried
           fetching_ = false;
+          // The owner answered this request, so it had every message we
+          // sent before it, the leases we returned among them.
+          while (!returned_.empty() && returned_.front().first <= op)
+            returned_.pop_front();
+          for (auto& v : values)
+            saw_lease(v.lease);
           std::vector<std::pair<held_op, envelope>> done;
           locked([&](flow& f) {
             for (auto& v : values) {
@@ -676,7 +831,9 @@ private:
           schedule_unread_check();
           fetch();
         },
-        [this](caf::error& err) {
+        [this, link](caf::error& err) {
+          if (link != link_)
+            return;
           fetching_ = false;
           if (is(err, errc::timeout) || is(err, errc::would_block)) {
             fetch(); // withdrawn, or nothing ahead: again if someone waits
@@ -711,8 +868,18 @@ private:
     });
     if (busy)
       schedule_unread_check();
-    if (!unread.empty())
-      send(channel_, unread_atom::value, std::move(unread));
+    give_back_unread(std::move(unread));
+  }
+
+  /// Returns fetched values to the owner unread; it re-queues them at the
+  /// head, unflagged. Remembered until the owner shows it had them, so that
+  /// a resume returns them again if the message was lost with the link.
+  void give_back_unread(std::vector<uint64_t> ids) {
+    if (ids.empty())
+      return;
+    returned_.emplace_back(next_op_, ids);
+    if (linked())
+      send(channel_, unread_atom::value, std::move(ids));
   }
 
   /// Fetched values held too long to be sure the owner still counts them as
@@ -726,8 +893,7 @@ private:
         f.fresh_until.pop_front();
       }
     });
-    if (!stale.empty())
-      send(channel_, unread_atom::value, std::move(stale));
+    give_back_unread(std::move(stale));
   }
 
   /// Whether this receiver took a fetched value since the last fetch: only
@@ -764,12 +930,36 @@ private:
       sync_waiters();
       // Nobody waits any more: take the batch request back, so that values
       // are not fetched for no one (those already on their way stay ours).
-      if (get_waiters_.empty() && fetching_)
+      if (get_waiters_.empty() && fetching_ && linked())
         send(channel_, withdraw_atom::value, fetch_op_);
       return;
     }
-    if (pending_.count(op) != 0)
+    if (withdraw_held(held_))
+      return;
+    auto i = pending_.find(op);
+    if (i == pending_.end())
+      return;
+    if (linked()) {
       send(channel_, withdraw_atom::value, op);
+      return;
+    }
+    // The link is broken: the owner cannot be asked. A receive ends now
+    // (a value on its way back is returned by the resume). A send may have
+    // been taken meanwhile: it is in doubt, and the resume withdraws it.
+    op_result res;
+    if (i->second.req.kind == op_kind::put) {
+      res.err = make_error(errc::outcome_unknown,
+                           "the deadline passed while the link to the "
+                           "channel's owner was broken: the value may have "
+                           "been delivered; it is back with the caller");
+      withdrawn_.push_back(op);
+    } else {
+      res.err = make_error(errc::timeout,
+                           "the deadline passed while the link to the "
+                           "channel's owner was broken; the operation was "
+                           "withdrawn");
+    }
+    finish(op, std::move(res));
   }
 
   void fail_held(std::deque<held_op>& xs, const caf::error& err) {
@@ -799,6 +989,7 @@ private:
             return;
           }
           channel_ = std::move(ch);
+          owner_node_ = channel_.node();
           locked([max_size](flow& f) {
             f.owner_max = max_size;
             f.ready = true;
@@ -825,25 +1016,256 @@ private:
     channel_waiters_.clear();
     auto held = std::move(held_);
     held_.clear();
-    for (auto& [req, w] : held)
-      start(std::move(req), std::move(w));
+    auto now = std::chrono::steady_clock::now();
+    for (auto& h : held) {
+      // The deadline counts from the call, not from now.
+      if (h.req.timeout != no_deadline) {
+        auto waited = now - h.since;
+        if (waited >= h.req.timeout) {
+          op_result res;
+          res.err = make_error(errc::timeout,
+                               "the deadline passed before the operation "
+                               "could complete; it was withdrawn");
+          deliver(h.w, std::move(res));
+          continue;
+        }
+        h.req.timeout -= std::chrono::duration_cast<caf::timespan>(waited);
+      }
+      start(std::move(h.req), std::move(h.w));
+    }
   }
 
   void on_channel_down() {
-    // Fast paths stop: no send may report success towards a dead owner.
-    // Values fetched ahead die with it (its failure contract: values it had
-    // accepted are lost with it); nobody would acknowledge them.
+    end_session(make_error(errc::peer_down,
+                           "the channel's owner is gone (its process ended, "
+                           "or it shut the channel down)"));
+  }
+
+  /// The session with the owner is over: the owner is gone, came back as a
+  /// new process, or the link stayed broken for netchan.resume-timeout.
+  /// Fast paths stop: no send may report success towards a dead owner.
+  /// Values fetched ahead die with it (its failure contract: values it had
+  /// accepted are lost with it); nobody would acknowledge them.
+  void end_session(caf::error why) {
+    auto in_gap = !linked_;
     locked([](flow& f) {
       f.ready = false;
       f.credit = 0;
       f.batch.clear();
       f.prefetched.clear();
       f.fresh_until.clear();
+      f.held_leases.clear();
     });
-    gone_ = make_error(errc::peer_down,
-                       "the channel's owner is gone (its process ended, it "
-                       "shut the channel down, or the link broke)");
+    if (in_gap)
+      report(link_event::kind::expired, 0);
+    if (!unconfirmed_.empty())
+      std::cerr << "netchan: values sent on credit to " << where_
+                << " may be lost with the session: the owner had not "
+                   "confirmed them\n";
+    unconfirmed_.clear();
+    returned_.clear();
+    linked_ = true; // no gap any more: the session is over
+    gone_ = std::move(why);
     fail_all(gone_, true);
+  }
+
+  // -- broken links ----------------------------------------------------------
+
+  bool linked() const {
+    return channel_ && linked_;
+  }
+
+  /// The link to the owner broke: wait for it to heal, and redial.
+  void link_lost() {
+    linked_ = false;
+    ++link_;
+    ++gap_;
+    gap_since_ = std::chrono::steady_clock::now();
+    backoff_ = node_.reconnect_initial;
+    fetching_ = false;
+    reserving_ = false;
+    urgent_ = false;
+    locked([](flow& f) { f.ready = false; });
+    report(link_event::kind::lost, 0);
+    delayed_send(this, node_.resume_timeout, gap_over_atom::value, gap_);
+    delayed_send(this, backoff_, redial_atom::value, gap_);
+  }
+
+  void redial_later() {
+    backoff_ = std::min(backoff_ * 2, node_.reconnect_max);
+    delayed_send(this, backoff_, redial_atom::value, gap_);
+  }
+
+  /// Asks the directory for the channel again (it dials the owner's node
+  /// through the same TLS checks), then asks the owner to resume.
+  void redial() {
+    auto gap = gap_;
+    request(node_.directory, node_.resolve_timeout, resolve_atom::value,
+            where_)
+      .then(
+        [this, gap](caf::actor& ch, std::string&, uint64_t, uint64_t) {
+          if (gap != gap_ || linked_ || gone_)
+            return;
+          if (ch.node() != owner_node_) {
+            end_session(make_error(
+              errc::peer_down,
+              "the channel's owner at " + where_
+                + " came back as a new process: what it held is lost"));
+            return;
+          }
+          channel_ = std::move(ch);
+          monitor(channel_);
+          ask_resume();
+        },
+        [this, gap](caf::error&) {
+          if (gap == gap_ && !linked_ && !gone_)
+            redial_later();
+        });
+  }
+
+  void ask_resume() {
+    auto gap = gap_;
+    // Puts the owner may still hold: it adopts them instead of parking a
+    // second copy.
+    std::vector<uint64_t> puts;
+    for (auto& [op, sent] : pending_)
+      if (sent.req.kind == op_kind::put)
+        puts.push_back(op);
+    request(channel_, node_.resolve_timeout, resume_atom::value, id_,
+            std::move(puts))
+      .then(
+        [this, gap](bool known, uint64_t last_seq, uint64_t reserved,
+                    std::vector<uint64_t>& leases) {
+          if (gap != gap_ || linked_ || gone_)
+            return;
+          if (known)
+            resume(last_seq, reserved, leases);
+          else if (has_state())
+            end_session(make_error(
+              errc::peer_down,
+              "the channel's owner at " + where_
+                + " ended the session before the link healed "
+                  "(netchan.resume-timeout)"));
+          else
+            resume(last_seq, 0, leases); // nothing to settle
+        },
+        [this, gap](caf::error&) {
+          if (gap == gap_ && !linked_ && !gone_)
+            redial_later();
+        });
+  }
+
+  /// Whether the owner holds anything for this endpoint.
+  bool has_state() {
+    auto shared = locked([](flow& f) {
+      return f.credit > 0 || !f.batch.empty() || !f.prefetched.empty()
+             || !f.held_leases.empty();
+    });
+    return shared || !pending_.empty() || !unconfirmed_.empty()
+           || max_seen_ > 0;
+  }
+
+  /// The owner kept our session: settle what the broken link left open.
+  void resume(uint64_t last_seq, uint64_t reserved,
+              const std::vector<uint64_t>& leases) {
+    // Leases: ours to keep (fetched, or held by the application), returned
+    // unread, acknowledged (received; the ack was lost), or never received.
+    std::unordered_set<uint64_t> returned;
+    for (auto& [tag, ids] : returned_)
+      returned.insert(ids.begin(), ids.end());
+    returned_.clear();
+    std::vector<uint64_t> acks;
+    std::vector<uint64_t> unread;
+    std::vector<uint64_t> takes;
+    std::vector<envelope> again;
+    uint64_t unused = 0;
+    locked([&](flow& f) {
+      std::unordered_set<uint64_t> fetched;
+      for (auto& v : f.prefetched)
+        fetched.insert(v.lease);
+      for (auto id : leases) {
+        if (fetched.count(id) != 0)
+          continue;
+        if (f.held_leases.count(id) != 0)
+          takes.push_back(id);
+        else if (returned.count(id) != 0 || id > max_seen_)
+          unread.push_back(id);
+        else
+          acks.push_back(id);
+      }
+      f.acks.clear();
+      // Values on credit the owner lacks, in order, then those not sent.
+      for (auto& [last, msg] : unconfirmed_)
+        if (last > last_seq)
+          for (auto& v : msg.get_as<std::vector<envelope>>(1))
+            if (v.seq > last_seq)
+              again.push_back(v);
+      for (auto& v : f.batch)
+        again.push_back(std::move(v));
+      f.batch.clear();
+      // The owner gave back the credit we held for these values: the rest
+      // goes back to it now (others may have used the slots meanwhile).
+      unused = reserved > again.size() ? reserved - again.size() : 0;
+      f.credit = 0;
+      f.flush_posted = false;
+      f.refill_posted = false;
+      f.fetch_posted = false;
+      f.ready = true;
+    });
+    unconfirmed_.clear();
+    linked_ = true;
+    auto replayed = again.size() + acks.size() + unread.size()
+                    + pending_.size();
+    send_batch(std::move(again));
+    if (unused > 0)
+      send(channel_, unreserve_atom::value, unused);
+    if (!acks.empty())
+      send(channel_, ack_many_atom::value, std::move(acks));
+    for (auto id : takes)
+      send(channel_, take_atom::value, id);
+    give_back_unread(std::move(unread));
+    for (auto op : withdrawn_)
+      send(channel_, withdraw_atom::value, op);
+    withdrawn_.clear();
+    // Requests without an answer go again; a commit or release whose lease
+    // the owner no longer holds for us was done before the link broke.
+    std::unordered_set<uint64_t> owned(leases.begin(), leases.end());
+    std::vector<uint64_t> ops;
+    for (auto& [op, sent] : pending_)
+      ops.push_back(op);
+    std::sort(ops.begin(), ops.end());
+    for (auto op : ops) {
+      auto& req = pending_.at(op).req;
+      if ((req.kind == op_kind::commit || req.kind == op_kind::release)
+          && owned.count(req.lease_id) == 0) {
+        auto lease = req.lease_id;
+        locked([lease](flow& f) { f.held_leases.erase(lease); });
+        finish(op, op_result{});
+        continue;
+      }
+      issue(op, true);
+    }
+    report(link_event::kind::restored, replayed);
+    release_held();
+    if (!credit_waiters_.empty())
+      want_credit();
+    if (!get_waiters_.empty())
+      fetch();
+  }
+
+  void report(link_event::kind what, uint64_t replayed) {
+    if (!node_.links)
+      return;
+    link_event ev;
+    ev.what = what;
+    ev.peer = where_;
+    auto slash = where_.rfind('/');
+    ev.channel = slash != std::string::npos ? where_.substr(slash + 1) : where_;
+    ev.replayed = replayed;
+    if (what != link_event::kind::lost)
+      ev.gap = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - gap_since_);
+    node_.links->report(ev);
   }
 
   /// The verdict for a send the owner may have accepted before it went.
@@ -859,34 +1281,30 @@ private:
   void fail_all(const caf::error& err, bool owner_died = false) {
     fail_held(credit_waiters_, err);
     fail_held(get_waiters_, err);
-    for (auto& [req, w] : held_) {
-      op_result res;
-      res.err = err;
-      deliver(w, std::move(res));
-    }
-    held_.clear();
+    fail_held(held_, err);
+    for (auto& rp : channel_waiters_)
+      rp.deliver(err);
+    channel_waiters_.clear();
     auto pending = std::move(pending_);
     pending_.clear();
-    for (auto& [op, w] : pending) {
+    for (auto& [op, sent] : pending) {
       op_result res;
       // A put waiting at the owner may have been matched with a receiver
       // in its last moment: the receiver's copy and a notice to us would
       // travel on different links, so no notice could settle it.
-      res.err = owner_died && sent_puts_.count(op) != 0 ? in_doubt() : err;
-      deliver(w, std::move(res));
+      res.err = owner_died && sent.req.kind == op_kind::put ? in_doubt() : err;
+      deliver(sent.w, std::move(res));
     }
-    sent_puts_.clear();
   }
 
   caf::actor channel_;
   uint64_t id_;
   uint64_t next_op_ = 1;
-  std::unordered_map<uint64_t, waiter> pending_;
-  /// Puts among pending_: sent to the owner, verdict not yet back.
-  std::unordered_set<uint64_t> sent_puts_;
+  /// Requests at the owner, verdict not yet back.
+  std::unordered_map<uint64_t, sent_op> pending_;
   caf::error gone_;
   resolver resolver_;
-  std::vector<std::pair<op_request, waiter>> held_;
+  std::deque<held_op> held_;
   std::vector<caf::typed_response_promise<caf::actor>> channel_waiters_;
   bool resolving_ = false;
   // Capacity N >= 1: credit and batches (sending), fetched values
@@ -901,13 +1319,34 @@ private:
   bool fetching_ = false;
   uint64_t fetch_op_ = 0;
   uint64_t last_taken_ = 0;
+  // Broken links: where to redial, and what a resume must settle.
+  std::string where_;
+  local_node node_;
+  caf::node_id owner_node_;
+  bool linked_ = true;
+  /// Counts broken links: answers to requests sent before the last one are
+  /// ignored (the resume settles them).
+  uint64_t link_ = 0;
+  uint64_t gap_ = 0;
+  std::chrono::steady_clock::time_point gap_since_;
+  caf::timespan backoff_{0};
+  /// put_batch messages (with the last sequence number in each) the owner
+  /// has not confirmed.
+  std::deque<std::pair<uint64_t, caf::message>> unconfirmed_;
+  /// Leases returned unread (tagged with the next operation id then) that
+  /// the owner may not have seen yet.
+  std::deque<std::pair<uint64_t, std::vector<uint64_t>>> returned_;
+  uint64_t max_seen_ = 0;
+  /// Sends given up during a gap: withdrawn at the owner on resume.
+  std::vector<uint64_t> withdrawn_;
 };
 
 } // namespace
 
 caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
-                          flow_ptr f) {
-  return sys.spawn<endpoint_actor>(std::move(channel), std::move(f));
+                          flow_ptr f, std::string where) {
+  return sys.spawn<endpoint_actor>(std::move(channel), std::move(f),
+                                   std::move(where));
 }
 
 caf::actor spawn_resolving_endpoint(caf::actor_system& sys, std::string where,

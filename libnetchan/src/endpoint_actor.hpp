@@ -6,6 +6,8 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -88,6 +90,9 @@ struct flow {
   /// Zero: fetched values never go stale (no connection timeout).
   caf::timespan stale_after{0};
   std::vector<uint64_t> acks;
+  /// Leases the application holds (receive_lease), until it commits or
+  /// releases them: a resume after a broken link keeps them.
+  std::unordered_set<uint64_t> held_leases;
   /// A nudge is on its way to the actor already.
   bool flush_posted = false;
   bool refill_posted = false;
@@ -112,8 +117,11 @@ std::optional<envelope> receive_fast(flow& f, const caf::actor& endpoint,
 /// sender id and sequence numbers, enforces deadlines by withdrawing, sends
 /// on credit and fetches in batches (capacity >= 1), and acknowledges
 /// received values.
+///
+/// `where` ("host:port/name") lets it redial a channel on another node when
+/// the link breaks; empty: a broken link is the end.
 caf::actor spawn_endpoint(caf::actor_system& sys, caf::actor channel,
-                          flow_ptr f);
+                          flow_ptr f, std::string where = {});
 
 /// Spawns an endpoint actor that first resolves `where` through `directory`
 /// (within `timeout`), holding operations until it knows the channel, and

@@ -31,7 +31,7 @@ endpoint::endpoint(caf::actor_system& sys, caf::actor channel,
                    size_t owner_max)
   : sys_(&sys),
     flow_(make_flow(capacity, owner_max != 0 ? owner_max : max_message_size)),
-    actor_(spawn_endpoint(sys, std::move(channel), flow_)),
+    actor_(spawn_endpoint(sys, std::move(channel), flow_, where)),
     owner_(std::move(owner)),
     type_name_(std::move(type_name)),
     capacity_(capacity),

@@ -93,7 +93,9 @@ public:
   caf::error start() {
     directory_ = spawn_directory(sys_, directory_spec{cfg_.node_name,
                                                       cfg_.connect_timeout,
-                                                      cfg_.request_timeout});
+                                                      cfg_.request_timeout,
+                                                      cfg_.resume_timeout,
+                                                      links_});
     if (!listen_.empty()) {
       auto where = parse_host_port(listen_);
       if (!where)
@@ -120,7 +122,10 @@ public:
     }
     register_local_node(sys_, local_node{directory_,
                                          port_ != 0 ? address() : "",
-                                         resolve_timeout()});
+                                         resolve_timeout(),
+                                         cfg_.resume_timeout,
+                                         cfg_.reconnect_initial,
+                                         cfg_.reconnect_max, links_});
     return caf::none;
   }
 
@@ -300,6 +305,10 @@ public:
     return result;
   }
 
+  void watch_links(link_watcher w) {
+    links_->watch(std::move(w));
+  }
+
 private:
   caf::actor directory() {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -340,6 +349,7 @@ private:
 
   caf::actor_system& sys_;
   const netchan::config& cfg_;
+  link_log_ptr links_ = std::make_shared<link_log>();
   tls_files tls_;
   std::string listen_;
   std::mutex mtx_;
@@ -448,6 +458,10 @@ node::dial(const std::string& host_port) {
 
 std::vector<std::string> node::channels() const {
   return state_->channels();
+}
+
+void node::watch_links(link_watcher watcher) {
+  state_->watch_links(std::move(watcher));
 }
 
 void node::shutdown() {

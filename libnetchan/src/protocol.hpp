@@ -48,10 +48,12 @@ using close_atom = caf::atom_constant<caf::atom("nc_close")>;
 using len_atom = caf::atom_constant<caf::atom("nc_len")>;
 /// (stats) -> channel_stats.
 using stats_atom = caf::atom_constant<caf::atom("nc_stats")>;
-/// (reserve, uint64_t want, bool urgent) -> uint64_t granted (>= 1): credit
-/// for free slots, waiting until some are free: one if `urgent` (a caller is
-/// blocked), else a chunk (a quarter of the capacity, or `want`); `closed`
-/// once closed.
+/// (reserve, uint64_t want, bool urgent, uint64_t sender_id) ->
+/// (uint64_t granted (>= 1), uint64_t last_seq): credit for free slots,
+/// waiting until some are free: one if `urgent` (a caller is blocked), else a
+/// chunk (a quarter of the capacity, or `want`); `closed` once closed.
+/// `last_seq`: the highest sequence number of this sender the owner has, so
+/// that the sender may forget what it keeps for a resume.
 using reserve_atom = caf::atom_constant<caf::atom("nc_resv")>;
 /// (unreserve, uint64_t n): give unused credit back. One-way.
 /// (hurry): the sender's waiting reserve became urgent. One-way.
@@ -60,6 +62,18 @@ using hurry_atom = caf::atom_constant<caf::atom("nc_hurry")>;
 /// handed to the application: back to the head, unflagged. One-way.
 using unread_atom = caf::atom_constant<caf::atom("nc_unread")>;
 using unreserve_atom = caf::atom_constant<caf::atom("nc_unresv")>;
+/// (resume, sender_id, std::vector<uint64_t> reissued_ops) ->
+/// (bool known, uint64_t last_seq, uint64_t reserved,
+///  std::vector<uint64_t> leases): the first message of an endpoint whose
+/// link broke and healed. `known`: the owner kept its session (its leases,
+/// credit and parked sends); the endpoint then settles the rest: it sends
+/// again the values above `last_seq`, takes `reserved` as its credit, acks,
+/// returns or keeps each of `leases`, and sends `reissued_ops` again (a put
+/// among them that the owner still holds is adopted, not parked twice).
+using resume_atom = caf::atom_constant<caf::atom("nc_resume")>;
+/// (node_gone, node_id): from the node's directory: a node came back as a
+/// new process, so sessions of the old one end now. One-way, local only.
+using node_gone_atom = caf::atom_constant<caf::atom("nc_gone")>;
 /// The positive answer.
 using ok_atom = caf::atom_constant<caf::atom("nc_ok")>;
 /// (call, op_request, sync_slot): a blocking thread's operation. One-way.

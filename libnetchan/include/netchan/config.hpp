@@ -71,8 +71,14 @@ public:
   caf::timespan request_timeout = std::chrono::seconds{10};
   /// How long connecting to a node may take.
   caf::timespan connect_timeout = std::chrono::seconds{5};
-  /// How long operations wait for a broken link to heal.
+  /// How long operations wait for a broken link to heal: the dialling side
+  /// redials meanwhile, the owner keeps the other side's leases, credit and
+  /// waiting sends. Zero: a broken link ends the session at once.
   caf::timespan resume_timeout = std::chrono::seconds{30};
+  /// The first redial after a link broke waits this long; each further one
+  /// waits twice as long, up to `reconnect_max`.
+  caf::timespan reconnect_initial = std::chrono::milliseconds{100};
+  caf::timespan reconnect_max = std::chrono::seconds{2};
   /// `host:port` of nodes to dial at start.
   std::vector<std::string> peers;
   /// How long `node::start` keeps dialling `peers` (backing off from 100 ms

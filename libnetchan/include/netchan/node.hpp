@@ -15,6 +15,7 @@
 #include <caf/expected.hpp>
 
 #include "netchan/channel.hpp"
+#include "netchan/link_event.hpp"
 
 namespace netchan {
 
@@ -70,6 +71,11 @@ public:
   /// peer of netchan.peers this way, retrying for netchan.peer-wait.
   [[nodiscard]] caf::expected<std::vector<std::string>>
   dial(const std::string& host_port);
+
+  /// Calls `watcher` for every link event of this node: links it dialled
+  /// that break, heal or expire, and sessions of other nodes on the channels
+  /// it hosts. Events are also written to stderr.
+  void watch_links(link_watcher watcher);
 
   /// Names of the channels this node hosts.
   std::vector<std::string> channels() const;
