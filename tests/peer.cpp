@@ -21,10 +21,17 @@
 //   netchan-test-peer use --from HOST:PORT/NAME -- CONFIG-ARGS...
 //     receives one sender<int32_t> from NAME, prints "got handle", waits for
 //     the line "go", sends 42 through the handle, prints "used" or "error".
-//   netchan-test-peer dial --to HOST:PORT --id I --count K -- CONFIG-ARGS...
-//     dials the listener, prints "dialed", sends (I << 32 | k) for
-//     k = 1..K, prints "sent K", then prints "got V" for every value the
-//     listener sends or replies, until its stdin closes.
+//   netchan-test-peer dial --to HOST:PORT --id I --count K [--capacity C]
+//                     [--read 0] -- CONFIG-ARGS...
+//     dials the listener (its inbox of capacity C; default: dial's),
+//     prints "dialed caps F C" (F: the listener's fan-in capacity), sends
+//     (I << 32 | k) for k = 1..K, prints "sent K", then prints "got V" for
+//     every value the listener sends or replies, until its stdin closes.
+//     With --read 0 it never reads its inbox.
+//   netchan-test-peer echo --to HOST:PORT [--capacity C] -- CONFIG-ARGS...
+//     dials as above, prints "dialed caps F C", sends every value it
+//     receives back to the listener until its stdin closes, then prints
+//     "echoed N returned R".
 //   netchan-test-peer drain --from HOST:PORT/NAME [--lease 1] -- CONFIG-ARGS...
 //     receives u64 values until an error, printing "draining" once open,
 //     then "got V" (or "got V redelivered") for each, then "end ok" once
@@ -38,6 +45,7 @@
 #include <atomic>
 #include <cstdint>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -148,6 +156,8 @@ int main(int argc, char** argv) {
   uint64_t client = 0;
   size_t size = 0;
   bool leases = false;
+  std::optional<size_t> capacity;
+  bool read = true;
   std::vector<std::string> channels;
   for (size_t i = 1; i + 1 < own.size(); i += 2) {
     if (own[i] == "--channel")
@@ -166,6 +176,10 @@ int main(int argc, char** argv) {
       threads = std::stoul(own[i + 1]);
     else if (own[i] == "--size")
       size = std::stoul(own[i + 1]);
+    else if (own[i] == "--capacity")
+      capacity = std::stoul(own[i + 1]);
+    else if (own[i] == "--read")
+      read = own[i + 1] != "0";
   }
   int rc = 0;
   if (mode == "serve") {
@@ -279,26 +293,57 @@ int main(int argc, char** argv) {
       std::cout << "end ok" << std::endl;
     else
       std::cout << "end " << netchan::to_string(err) << std::endl;
-  } else if (mode == "dial") {
-    auto d = netchan::dial<uint64_t>(sys, target);
+  } else if (mode == "dial" || mode == "echo") {
+    auto d = capacity ? netchan::dial<uint64_t>(sys, target, *capacity)
+                      : netchan::dial<uint64_t>(sys, target);
     if (!d)
       return fail(netchan::to_string(d.error()));
-    std::cout << "dialed" << std::endl;
-    for (uint64_t k = 1; k <= count; ++k)
-      if (auto err = d->send((client << 32) | k))
-        return fail(netchan::to_string(err));
-    std::cout << "sent " << count << std::endl;
-    std::thread printer{[rx = d->receiving()] {
-      for (;;) {
-        auto v = rx.receive();
-        if (!v)
-          return; // closed below
-        std::cout << "got " << *v << std::endl;
-      }
-    }};
-    wait_for_stdin_eof();
-    static_cast<void>(d->receiving().close());
-    printer.join();
+    auto fan_in = d->sending().stats();
+    auto inbox = d->receiving().stats();
+    if (!fan_in || !inbox)
+      return fail("stats: " + netchan::to_string(fan_in ? inbox.error()
+                                                         : fan_in.error()));
+    std::cout << "dialed caps " << fan_in->capacity << ' ' << inbox->capacity
+              << std::endl;
+    if (mode == "echo") {
+      uint64_t echoed = 0;
+      uint64_t returned = 0;
+      std::thread echoer{[&] {
+        for (;;) {
+          auto v = d->receive();
+          if (!v)
+            return; // closed below
+          if (d->send(*v))
+            ++returned;
+          else
+            ++echoed;
+        }
+      }};
+      wait_for_stdin_eof();
+      static_cast<void>(d->receiving().close());
+      echoer.join();
+      std::cout << "echoed " << echoed << " returned " << returned
+                << std::endl;
+    } else {
+      for (uint64_t k = 1; k <= count; ++k)
+        if (auto err = d->send((client << 32) | k))
+          return fail(netchan::to_string(err));
+      std::cout << "sent " << count << std::endl;
+      std::thread printer;
+      if (read)
+        printer = std::thread{[rx = d->receiving()] {
+          for (;;) {
+            auto v = rx.receive();
+            if (!v)
+              return; // closed below
+            std::cout << "got " << *v << std::endl;
+          }
+        }};
+      wait_for_stdin_eof();
+      static_cast<void>(d->receiving().close());
+      if (printer.joinable())
+        printer.join();
+    }
   } else if (mode == "relay") {
     using handle = netchan::sender<int32_t>;
     auto mailbox = n.create<handle>("mailbox", 1);

@@ -288,8 +288,10 @@ void driver::echo() {
   r.id = "echo";
   r.group = "echo";
   r.scenario = "echo (Go library's shape)";
-  r.detail = "listener + " + std::to_string(opt_.clients)
-             + " clients, round trips";
+  r.detail = "listener + " + std::to_string(opt_.clients) + " clients, cap "
+             + std::to_string(netchan::default_listen_capacity) + "/"
+             + std::to_string(netchan::default_dial_capacity)
+             + ", round trips";
   r.baseline = "raw-1way-1";
   std::cerr << "netchan-bench: " << r.scenario << ", " << r.detail << '\n';
   auto listener = spawn("echo-listener",

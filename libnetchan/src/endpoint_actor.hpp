@@ -108,6 +108,12 @@ using flow_ptr = std::shared_ptr<flow>;
 /// "take the slow path".
 bool send_fast(flow& f, const caf::actor& endpoint, envelope& value);
 
+/// The thread side of a send that costs no message and never waits: uses
+/// credit the endpoint already holds, on any capacity (0 never has any).
+/// False leaves `value` untouched, for a send to another endpoint or for
+/// the slow path.
+bool try_credit(flow& f, const caf::actor& endpoint, envelope& value);
+
 /// The thread side: a fetched value, if one is at hand.
 std::optional<envelope> receive_fast(flow& f, const caf::actor& endpoint,
                                      bool lease);

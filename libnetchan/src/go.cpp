@@ -4,14 +4,21 @@
 // into. Each dialer makes a local inbox channel and says hello to the
 // listener with its inbox's channel actor and its sender id (which the
 // listener sees on every value the client sends, so receive_from can name
-// it). The listener keeps one sender endpoint per client inbox: `send`
-// offers a value to each client in turn without waiting and, if none takes
-// it, waits on the next one; `reply` sends to one. A client that leaves
-// makes its endpoint fail with peer_down: the value comes back and the
-// client is dropped, so nothing wedges. If it left after its inbox may have
-// taken the value, `send` reports errc::outcome_unknown (value back,
-// possibly delivered) instead of sending it again. The hello travels over the
-// connection the client made, so clients need not listen themselves.
+// it). The listener keeps one sender endpoint per client inbox. `send`
+// first looks for a client whose endpoint holds credit (slots its inbox
+// reserved for the listener): the value goes on that credit, with no
+// message of its own and no wait, batched with the next ones. If none
+// holds any, it waits on the next client in turn for a short while:
+// waiting asks that inbox for a window of credit, which the sends after it
+// use. If that client's inbox stays full (it does not read), the send is
+// withdrawn (the value stays with `send`) and the next client gets a turn,
+// so a client that stops reading holds its inbox's values but never wedges
+// the listener while another one reads. `reply` sends to one. A client
+// that leaves makes its endpoint fail with peer_down: the value comes back
+// and the client is dropped, so nothing wedges. If it left after its inbox
+// may have taken the value, `send` reports errc::outcome_unknown (value
+// back, possibly delivered) instead of sending it again. The hello travels
+// over the connection the client made, so clients need not listen themselves.
 
 #include "netchan/go.hpp"
 
@@ -39,6 +46,12 @@ using hello_atom = caf::atom_constant<caf::atom("nc_hello")>;
 constexpr const char* hello_name = "#netchan.hello";
 constexpr const char* hello_type = "netchan.hello";
 constexpr const char* inbox_name = "netchan.in";
+
+/// How long `send` waits on one client with no credit before it gives the
+/// next one a turn. A client that reads gets a slot within a round trip or
+/// two (well under a millisecond on loopback, a few on a loaded machine);
+/// this bounds what a client that stopped reading costs each send.
+constexpr caf::timespan turn = std::chrono::milliseconds{10};
 
 } // namespace
 
@@ -69,27 +82,32 @@ public:
     cv_.notify_all();
   }
 
+  void remove_client(client_id id) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    clients_.erase(id);
+  }
+
   caf::error send(std::vector<char>&& payload) {
+    envelope value;
+    value.type_name = type_name_;
+    value.payload = std::move(payload);
     for (;;) {
       auto ring = snapshot();
-      // First pass: any client ready now takes it.
-      for (auto& [id, ep] : ring) {
-        auto err = put(*ep, payload, false);
-        if (!err)
+      // A client whose endpoint holds credit takes it now: no round trip.
+      for (auto& [id, ep] : ring)
+        if (ep->try_credit(value))
           return caf::none;
-        drop(id, err);
-        if (is(err, errc::outcome_unknown))
-          return err; // may have arrived: sending it again could duplicate
-      }
-      // None is: wait on the next one. If it leaves, the value comes back
-      // (peer_down) and the loop tries the others.
+      // None does: wait for the next one's turn. If it leaves, the value
+      // comes back (peer_down) and the loop tries the others; if its inbox
+      // stays full, the send is withdrawn (timeout) and the next one's turn
+      // comes. The credit it asked for still arrives for later sends.
       auto& [id, ep] = ring.front();
-      auto err = put(*ep, payload, true);
+      auto err = put(*ep, value.payload, true, turn);
       if (!err)
         return caf::none;
       drop(id, err);
       if (is(err, errc::outcome_unknown))
-        return err;
+        return err; // may have arrived: sending it again could duplicate
     }
   }
 
@@ -125,12 +143,13 @@ public:
 
 private:
   static caf::error put(const endpoint& ep, const std::vector<char>& payload,
-                        bool may_park) {
+                        bool may_park, caf::timespan timeout = no_deadline) {
     op_request req;
     req.kind = op_kind::put;
     req.value.type_name = ep.type_name();
     req.value.payload = payload;
     req.may_park = may_park;
+    req.timeout = timeout;
     return ep.call(std::move(req)).err;
   }
 
@@ -169,23 +188,38 @@ private:
 
 caf::expected<std::shared_ptr<listener_state>>
 start_listener(caf::actor_system& sys, const std::string& address,
-               const std::string& type_name) {
+               const std::string& type_name, size_t capacity) {
   auto n = netchan::node::start(sys, address);
   if (!n)
     return std::move(n.error());
-  auto in = n->create_impl(inbox_name, type_name, default_capacity);
+  auto in = n->create_impl(inbox_name, type_name, capacity);
   if (!in)
     return std::move(in.error());
   auto st = std::make_shared<listener_state>(sys, *n, type_name,
                                              std::move(in->second));
   std::weak_ptr<listener_state> weak = st;
-  auto hello = sys.spawn([weak](caf::event_based_actor*) -> caf::behavior {
+  auto hello = sys.spawn([weak](caf::event_based_actor* self)
+                           -> caf::behavior {
+    // A client whose inbox goes down (its process ended, the link broke) is
+    // dropped now: while other clients hold credit, no send of the
+    // listener's may try it and fail for a long time.
+    auto inboxes = std::make_shared<std::map<caf::actor_addr, client_id>>();
+    self->set_down_handler([weak, inboxes](caf::down_msg& msg) {
+      auto i = inboxes->find(msg.source);
+      if (i == inboxes->end())
+        return;
+      if (auto st = weak.lock())
+        st->remove_client(i->second);
+      inboxes->erase(i);
+    });
     return {
-      [weak](hello_atom, caf::actor& inbox, uint64_t client,
-             uint64_t capacity) -> caf::result<ok_atom> {
+      [weak, self, inboxes](hello_atom, caf::actor& inbox, uint64_t client,
+                            uint64_t capacity) -> caf::result<ok_atom> {
         auto st = weak.lock();
         if (!st)
           return make_error(errc::shut_down, "the listener was shut down");
+        self->monitor(inbox);
+        (*inboxes)[inbox.address()] = client;
         st->add_client(client, std::move(inbox), capacity);
         return ok_atom::value;
       },
@@ -219,7 +253,8 @@ netchan::node& listener_node(listener_state& st) {
 
 caf::expected<dialed> dial_listener(caf::actor_system& sys,
                                     const std::string& address,
-                                    const std::string& type_name) {
+                                    const std::string& type_name,
+                                    size_t capacity) {
   auto n = netchan::node::start(sys);
   if (!n)
     return std::move(n.error());
@@ -232,7 +267,7 @@ caf::expected<dialed> dial_listener(caf::actor_system& sys,
   auto out = n->open_impl(address + "/" + inbox_name, type_name);
   if (!out)
     return std::move(out.error());
-  auto inbox = make_local_channel(sys, type_name, default_capacity, "inbox");
+  auto inbox = make_local_channel(sys, type_name, capacity, "inbox");
   if (!inbox)
     return std::move(inbox.error());
   auto& [inbox_tx, inbox_rx] = *inbox;

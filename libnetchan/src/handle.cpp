@@ -89,6 +89,13 @@ op_result endpoint::call_impl(op_request req) const {
   return slot->wait();
 }
 
+bool endpoint::try_credit(envelope& value) const {
+  if (!detail::try_credit(*flow_, actor_, value))
+    return false;
+  test_hook::reached("sent");
+  return true;
+}
+
 void endpoint::post(op_request req) const {
   caf::anon_send(actor_, std::move(req));
 }

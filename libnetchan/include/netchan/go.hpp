@@ -11,7 +11,19 @@
 // value and `reply` answers that client. A client that leaves never wedges
 // the listener: a value that could not reach it comes back and goes to
 // another client.
+//
+// Capacities. Both sides' channels buffer values: `listen`'s capacity is
+// how many values all clients together may have sent that the listener has
+// not received yet before a client's `send` blocks; `dial`'s is how many
+// values the listener may have sent to this client that it has not received
+// yet (once its inbox is full, the listener's `send` goes to another client
+// or waits). Capacity 1 is the Go library's one-message buffer; the
+// defaults (1024 and 256) let values stream without a round trip each.
+// The price of a larger client inbox: if a client process dies, the values
+// it had been sent and not yet received (at most its capacity) are lost
+// with it, as a buffered channel's values are with its owner.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +41,14 @@ namespace netchan {
 /// Who sent a value to a listener; `reply` takes it.
 using client_id = uint64_t;
 
+/// `listen`'s default capacity: values the fan-in channel buffers, from all
+/// clients together, before a client's `send` blocks.
+constexpr size_t default_listen_capacity = 1024;
+
+/// `dial`'s default capacity: values a client's inbox buffers before the
+/// listener's `send` skips this client (or waits for it).
+constexpr size_t default_dial_capacity = 256;
+
 namespace detail {
 
 class listener_state;
@@ -36,7 +56,7 @@ class listener_state;
 /// @private
 caf::expected<std::shared_ptr<listener_state>>
 start_listener(caf::actor_system& sys, const std::string& address,
-               const std::string& type_name);
+               const std::string& type_name, size_t capacity);
 
 /// The receiver endpoint of the listener's fan-in channel. @private
 endpoint_ptr listener_inbox(listener_state& st);
@@ -65,7 +85,8 @@ struct dialed {
 /// @private
 caf::expected<dialed> dial_listener(caf::actor_system& sys,
                                     const std::string& address,
-                                    const std::string& type_name);
+                                    const std::string& type_name,
+                                    size_t capacity);
 
 } // namespace detail
 
@@ -158,21 +179,31 @@ private:
 };
 
 /// Listens on `address` ("host:port", port 0 picks one) with this system's
-/// configuration (certificates as for any node).
+/// configuration (certificates as for any node). `capacity`: values the
+/// fan-in buffers (from all clients together) before a client's `send`
+/// blocks; 1 is the Go library's one-message buffer, 0 makes each client's
+/// `send` wait until the listener receives its value.
 template <class T>
-caf::expected<listener<T>> listen(caf::actor_system& sys,
-                                  const std::string& address) {
-  auto st = detail::start_listener(sys, address, element_type_name<T>(sys));
+caf::expected<listener<T>>
+listen(caf::actor_system& sys, const std::string& address,
+       size_t capacity = default_listen_capacity) {
+  auto st = detail::start_listener(sys, address, element_type_name<T>(sys),
+                                   capacity);
   if (!st)
     return std::move(st.error());
   return listener<T>{std::move(*st)};
 }
 
-/// Dials the listener at `address`.
+/// Dials the listener at `address`. `capacity`: values this client's inbox
+/// buffers before the listener's `send` skips it (or waits for it); 1 is
+/// the Go library's one-message buffer. A client that dies loses what its
+/// inbox held: at most `capacity` values.
 template <class T>
 caf::expected<dialer<T>> dial(caf::actor_system& sys,
-                              const std::string& address) {
-  auto parts = detail::dial_listener(sys, address, element_type_name<T>(sys));
+                              const std::string& address,
+                              size_t capacity = default_dial_capacity) {
+  auto parts = detail::dial_listener(sys, address, element_type_name<T>(sys),
+                                     capacity);
   if (!parts)
     return std::move(parts.error());
   return dialer<T>{std::move(*parts)};

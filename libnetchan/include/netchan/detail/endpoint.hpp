@@ -98,6 +98,11 @@ public:
   /// this from inside an actor: use the actor API, which never blocks.
   op_result call(op_request req) const;
 
+  /// Sends `value` on credit this endpoint already holds: no message to the
+  /// owner and no wait. False (value untouched) if it holds none; then only
+  /// `call` can send it.
+  bool try_credit(envelope& value) const;
+
   /// Runs `req` without waiting for its verdict (a lease's destructor).
   void post(op_request req) const;
 
