@@ -1063,10 +1063,14 @@ private:
     });
     if (in_gap)
       report(link_event::kind::expired, 0);
-    if (!unconfirmed_.empty())
-      std::cerr << "netchan: values sent on credit to " << where_
-                << " may be lost with the session: the owner had not "
-                   "confirmed them\n";
+    if (!unconfirmed_.empty()) {
+      size_t n = 0;
+      for (auto& [last, msg] : unconfirmed_)
+        n += msg.get_as<std::vector<envelope>>(1).size();
+      std::cerr << "netchan: the session with " << where_ << " ended with "
+                << n << " values sent on credit that the owner had not "
+                << "confirmed; those it did not receive are lost with it\n";
+    }
     unconfirmed_.clear();
     returned_.clear();
     linked_ = true; // no gap any more: the session is over
