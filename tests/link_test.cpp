@@ -353,4 +353,59 @@ BOOST_DATA_TEST_CASE(a_redial_that_reaches_another_node_does_not_resume,
   BOOST_CHECK_GE(relay.accepted(), 2u);
 }
 
+// Deadlines still apply in a gap: a receive ends with timeout, a send that
+// was waiting at a capacity-0 owner ends with outcome_unknown (the owner
+// may have matched it) and is withdrawn there when the link heals; a send
+// made during the gap never left, so it times out plainly. Then the same
+// handles work again.
+BOOST_AUTO_TEST_CASE(deadlines_apply_during_a_gap) {
+  test::local_node owner{listen_args()};
+  auto ch = owner.get().create<uint64_t>("rv", 0);
+  BOOST_REQUIRE(ch);
+  test::relay relay{"127.0.0.1", owner.get().port()};
+  test::local_node me{client_args()};
+  event_counts events;
+  events.watch(me.get());
+  auto [tx, rx] = me.open<uint64_t>("127.0.0.1:" + std::to_string(relay.port())
+                                    + "/rv");
+  caf::error waiting;
+  std::thread sender{[&, tx = tx] { waiting = tx.send_for(7, 2s); }};
+  BOOST_REQUIRE(eventually(
+    [&] {
+      auto st = ch->second.stats();
+      return st && st->parked_senders == 1;
+    },
+    30s));
+  relay.refuse(true);
+  relay.cut();
+  BOOST_REQUIRE(eventually([&] { return events.lost >= 1; }, 30s));
+  auto started = clock_type::now();
+  auto got = rx.receive_for(200ms);
+  BOOST_REQUIRE(!got);
+  BOOST_CHECK_MESSAGE(netchan::is(got.error(), netchan::errc::timeout),
+                      netchan::to_string(got.error()));
+  auto err = tx.send_for(8, 200ms);
+  BOOST_CHECK_MESSAGE(netchan::is(err, netchan::errc::timeout),
+                      netchan::to_string(err));
+  sender.join();
+  BOOST_CHECK_MESSAGE(netchan::is(waiting, netchan::errc::outcome_unknown),
+                      netchan::to_string(waiting));
+  BOOST_CHECK(clock_type::now() - started < 20s); // not the 30 s window
+  relay.refuse(false);
+  BOOST_REQUIRE(eventually([&] { return events.restored >= 1; }, 30s));
+  // The send that ended in doubt was withdrawn at the owner, not matched.
+  BOOST_REQUIRE(eventually(
+    [&] {
+      auto st = ch->second.stats();
+      return st && st->parked_senders == 0;
+    },
+    30s));
+  std::thread again{[tx = tx] { static_cast<void>(tx.send(9)); }};
+  auto v = ch->second.receive_for(30s);
+  again.join();
+  BOOST_REQUIRE(v);
+  BOOST_CHECK_EQUAL(*v, 9u);
+  BOOST_CHECK_EQUAL(events.expired.load(), 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
