@@ -216,6 +216,11 @@ public:
         return resume(sender_id, std::move(ops));
       },
       [this](expire_atom, uint64_t generation) { expire(generation); },
+      [this](leave_atom) {
+        auto from = who();
+        suspended_.erase(from);
+        on_down(from);
+      },
       [this](node_gone_atom, const caf::node_id& gone) {
         gone_nodes_.insert(gone);
         std::vector<uint64_t> ending;

@@ -253,8 +253,16 @@ public:
     flow_->sender_id = id_;
     flow_->ready = static_cast<bool>(channel_);
     set_down_handler([this](caf::down_msg& msg) {
-      if (msg.source != channel_.address() || !linked_)
+      if (msg.source != channel_.address())
         return;
+      if (!linked_) {
+        // The link broke again while resuming: that attempt is over.
+        if (!gone_) {
+          ++attempt_;
+          redial_later();
+        }
+        return;
+      }
       if (msg.reason == caf::exit_reason::remote_link_unreachable
           && !where_.empty())
         link_lost();
@@ -356,6 +364,16 @@ private:
     if (gone_) {
       op_result res;
       res.err = gone_;
+      deliver(w, std::move(res));
+      return;
+    }
+    if (channel_ && !linked_ && !req.may_park
+        && (req.kind == op_kind::put || req.kind == op_kind::get)) {
+      // A try does not wait for the link to heal: the channel is not ready.
+      op_result res;
+      res.err = make_error(errc::would_block,
+                           "the link to the channel's owner is broken; it "
+                           "is being redialled");
       deliver(w, std::move(res));
       return;
     }
@@ -770,6 +788,8 @@ private:
     op_result res;
     if (req.lease) {
       res.lease_id = v.lease;
+      if (ack) // fetched here, not through take_fetched
+        locked([&](flow& f) { f.held_leases.insert(v.lease); });
     } else if (ack) {
       auto n = locked([&](flow& f) {
         nudges n;
@@ -1061,8 +1081,14 @@ private:
       f.fresh_until.clear();
       f.held_leases.clear();
     });
-    if (in_gap)
+    if (in_gap) {
       report(link_event::kind::expired, 0);
+      // If a redial reached the owner, it may hold our session again: we
+      // leave it, so that it does not keep our leases for a handle that
+      // has ended.
+      if (channel_)
+        send(channel_, leave_atom::value);
+    }
     if (!unconfirmed_.empty()) {
       size_t n = 0;
       for (auto& [last, msg] : unconfirmed_)
@@ -1134,6 +1160,7 @@ private:
 
   void ask_resume() {
     auto gap = gap_;
+    auto attempt = ++attempt_;
     // Puts the owner may still hold: it adopts them instead of parking a
     // second copy.
     std::vector<uint64_t> puts;
@@ -1143,9 +1170,9 @@ private:
     request(channel_, node_.resolve_timeout, resume_atom::value, id_,
             std::move(puts))
       .then(
-        [this, gap](bool known, uint64_t last_seq, uint64_t reserved,
-                    std::vector<uint64_t>& leases) {
-          if (gap != gap_ || linked_ || gone_)
+        [this, gap, attempt](bool known, uint64_t last_seq, uint64_t reserved,
+                             std::vector<uint64_t>& leases) {
+          if (gap != gap_ || attempt != attempt_ || linked_ || gone_)
             return;
           if (known)
             resume(last_seq, reserved, leases);
@@ -1158,8 +1185,8 @@ private:
           else
             resume(last_seq, 0, leases); // nothing to settle
         },
-        [this, gap](caf::error&) {
-          if (gap == gap_ && !linked_ && !gone_)
+        [this, gap, attempt](caf::error&) {
+          if (gap == gap_ && attempt == attempt_ && !linked_ && !gone_)
             redial_later();
         });
   }
@@ -1337,6 +1364,8 @@ private:
   /// ignored (the resume settles them).
   uint64_t link_ = 0;
   uint64_t gap_ = 0;
+  /// Counts resume attempts: only the latest one's answer counts.
+  uint64_t attempt_ = 0;
   std::chrono::steady_clock::time_point gap_since_;
   caf::timespan backoff_{0};
   /// put_batch messages (with the last sequence number in each) the owner

@@ -71,6 +71,10 @@ using unreserve_atom = caf::atom_constant<caf::atom("nc_unresv")>;
 /// returns or keeps each of `leases`, and sends `reissued_ops` again (a put
 /// among them that the owner still holds is adopted, not parked twice).
 using resume_atom = caf::atom_constant<caf::atom("nc_resume")>;
+/// (leave): an endpoint whose session ended (its window passed while it
+/// redialled) is done with the channel: its state goes as if it were gone.
+/// One-way.
+using leave_atom = caf::atom_constant<caf::atom("nc_leave")>;
 /// (node_gone, node_id): from the node's directory: a node came back as a
 /// new process, so sessions of the old one end now. One-way, local only.
 using node_gone_atom = caf::atom_constant<caf::atom("nc_gone")>;
