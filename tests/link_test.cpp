@@ -26,7 +26,7 @@ using test::books;
 using test::clock_type;
 using test::drainer;
 
-namespace {
+namespace link_test {
 
 /// Counts the link events a node reports.
 struct event_counts {
@@ -98,7 +98,9 @@ start_sender(const std::string& to, uint64_t count,
 
 struct fixture : test::cluster {};
 
-} // namespace
+} // namespace link_test
+
+using namespace link_test;
 
 BOOST_FIXTURE_TEST_SUITE(links, fixture)
 
@@ -106,8 +108,8 @@ BOOST_FIXTURE_TEST_SUITE(links, fixture)
 // through the relay; it cuts every connection 10 times at random moments.
 // Nothing may fail, nothing may be lost, nothing may arrive twice or out of
 // order, and the owner ends with no lease and no credit out.
-BOOST_DATA_TEST_CASE(a_stream_survives_ten_cuts, bdata::make({0, 64}),
-                     capacity) {
+BOOST_DATA_TEST_CASE(a_stream_survives_ten_cuts,
+                     bdata::make({uint64_t{0}, uint64_t{64}}), capacity) {
   constexpr uint64_t count = 20000;
   constexpr int cuts = 10;
   test::local_node owner{listen_args()};
@@ -154,7 +156,7 @@ BOOST_DATA_TEST_CASE(a_stream_survives_ten_cuts, bdata::make({0, 64}),
 // the gap); the owner ends both sessions; nothing arrives afterwards that
 // was not reported sent, and nothing twice.
 BOOST_DATA_TEST_CASE(a_gap_longer_than_the_window_fails_blocked_sends,
-                     bdata::make({0, 4}), capacity) {
+                     bdata::make({uint64_t{0}, uint64_t{4}}), capacity) {
   extra = {"--netchan.resume-timeout=1s"};
   test::local_node owner{listen_args()};
   event_counts events;
