@@ -355,6 +355,44 @@ BOOST_DATA_TEST_CASE(a_redial_that_reaches_another_node_does_not_resume,
   BOOST_CHECK_GE(relay.accepted(), 2u);
 }
 
+// A send waiting at a capacity-0 owner when the link breaks: the resumed
+// endpoint sends it again, and the owner adopts the one it holds instead of
+// parking a second copy; a receiver then gets each value once.
+BOOST_AUTO_TEST_CASE(a_send_waiting_across_a_cut_is_taken_once) {
+  test::local_node owner{listen_args()};
+  event_counts events;
+  events.watch(owner.get());
+  auto ch = owner.get().create<uint64_t>("rv", 0);
+  BOOST_REQUIRE(ch);
+  test::relay relay{"127.0.0.1", owner.get().port()};
+  auto via = "127.0.0.1:" + std::to_string(relay.port()) + "/rv";
+  auto sender = test::start_peer("stream", {"--to", via, "--count", "3"},
+                                 client_args());
+  auto parked = [&](size_t n) {
+    return eventually(
+      [&] {
+        auto st = ch->second.stats();
+        return st && st->parked_senders == n;
+      },
+      30s);
+  };
+  BOOST_REQUIRE(parked(1));
+  relay.cut();
+  BOOST_REQUIRE(eventually([&] { return events.restored >= 1; }, 30s));
+  // A second copy would arrive right after the first.
+  books b;
+  for (int i = 0; i < 3; ++i) {
+    auto v = ch->second.receive_for(30s);
+    BOOST_REQUIRE(v);
+    b.got(*v, false);
+  }
+  auto summary = sender->wait_for("sent ", 30s);
+  BOOST_REQUIRE_MESSAGE(summary, "sender: " << sender->transcript());
+  BOOST_CHECK_EQUAL(sender->wait(30s), 0);
+  BOOST_CHECK(!ch->second.try_receive()->has_value());
+  check_exactly_once_in_order(b, 3);
+}
+
 // Deadlines still apply in a gap: a receive ends with timeout, a send that
 // was waiting at a capacity-0 owner ends with outcome_unknown (the owner
 // may have matched it) and is withdrawn there when the link heals; a send
