@@ -22,6 +22,7 @@
 using namespace std::chrono_literals;
 namespace bdata = boost::unit_test::data;
 
+using netchan::channel_stats;
 using test::books;
 using test::clock_type;
 using test::drainer;
@@ -63,6 +64,22 @@ bool eventually(Pred pred, std::chrono::milliseconds limit) {
     std::this_thread::sleep_for(10ms);
   }
   return true;
+}
+
+/// Waits until the owner's stats satisfy `pred`; false after 30 s.
+template <class Pred>
+bool stats_reach(const netchan::receiver<uint64_t>& rx, Pred pred) {
+  return eventually(
+    [&] {
+      auto st = rx.stats();
+      return st && pred(*st);
+    },
+    30s);
+}
+
+/// The address of channel `name` as seen through the relay.
+std::string through(const test::relay& relay, const std::string& name) {
+  return "127.0.0.1:" + std::to_string(relay.port()) + "/" + name;
 }
 
 /// The values `sent` arrived once each, in the sender's order.
@@ -118,7 +135,7 @@ BOOST_DATA_TEST_CASE(a_stream_survives_ten_cuts,
   auto ch = owner.get().create<uint64_t>("stream", capacity);
   BOOST_REQUIRE(ch);
   test::relay relay{"127.0.0.1", owner.get().port()};
-  auto via = "127.0.0.1:" + std::to_string(relay.port()) + "/stream";
+  auto via = through(relay, "stream");
   books b;
   drainer receiver{via, false, client_args(), b};
   auto sender = start_sender(via, count, client_args());
@@ -164,25 +181,19 @@ BOOST_DATA_TEST_CASE(a_gap_longer_than_the_window_fails_blocked_sends,
   auto ch = owner.get().create<uint64_t>("full", capacity);
   BOOST_REQUIRE(ch);
   test::relay relay{"127.0.0.1", owner.get().port()};
-  auto via = "127.0.0.1:" + std::to_string(relay.port()) + "/full";
+  auto via = through(relay, "full");
   auto sender = test::start_peer("stream", {"--to", via, "--count", "10"},
                                  client_args());
   // It fills the channel (no receiver), then blocks on value capacity + 1.
   if (capacity > 0) {
     BOOST_REQUIRE(sender->wait_for("streaming", 30s));
-    BOOST_REQUIRE(eventually(
-      [&] {
-        auto st = ch->second.stats();
-        return st && st->buffered == capacity;
-      },
-      30s));
+    BOOST_REQUIRE(stats_reach(ch->second, [&](const channel_stats& st) {
+      return st.buffered == capacity;
+    }));
   } else {
-    BOOST_REQUIRE(eventually(
-      [&] {
-        auto st = ch->second.stats();
-        return st && st->parked_senders == 1;
-      },
-      30s));
+    BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+      return st.parked_senders == 1;
+    }));
   }
   relay.refuse(true);
   relay.cut();
@@ -272,7 +283,7 @@ BOOST_AUTO_TEST_CASE(a_cut_during_the_redial_handshake_is_redialled) {
   auto ch = owner.get().create<uint64_t>("stream", 16);
   BOOST_REQUIRE(ch);
   test::relay relay{"127.0.0.1", owner.get().port()};
-  auto via = "127.0.0.1:" + std::to_string(relay.port()) + "/stream";
+  auto via = through(relay, "stream");
   books b;
   std::thread receiver{[rx = ch->second, &b] {
     for (;;) {
@@ -326,16 +337,13 @@ BOOST_DATA_TEST_CASE(a_redial_that_reaches_another_node_does_not_resume,
   auto fake = impostor.get().create<uint64_t>("stream", 4);
   BOOST_REQUIRE(fake);
   test::relay relay{"127.0.0.1", owner.get().port()};
-  auto via = "127.0.0.1:" + std::to_string(relay.port()) + "/stream";
+  auto via = through(relay, "stream");
   auto sender = test::start_peer("stream", {"--to", via, "--count", "10"},
                                  client_args());
   BOOST_REQUIRE(sender->wait_for("streaming", 30s));
-  BOOST_REQUIRE(eventually(
-    [&] {
-      auto st = ch->second.stats();
-      return st && st->buffered == 4;
-    },
-    30s));
+  BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+    return st.buffered == 4;
+  }));
   auto started = clock_type::now();
   relay.retarget("127.0.0.1", impostor.get().port());
   relay.cut();
@@ -365,18 +373,12 @@ BOOST_AUTO_TEST_CASE(a_send_waiting_across_a_cut_is_taken_once) {
   auto ch = owner.get().create<uint64_t>("rv", 0);
   BOOST_REQUIRE(ch);
   test::relay relay{"127.0.0.1", owner.get().port()};
-  auto via = "127.0.0.1:" + std::to_string(relay.port()) + "/rv";
+  auto via = through(relay, "rv");
   auto sender = test::start_peer("stream", {"--to", via, "--count", "3"},
                                  client_args());
-  auto parked = [&](size_t n) {
-    return eventually(
-      [&] {
-        auto st = ch->second.stats();
-        return st && st->parked_senders == n;
-      },
-      30s);
-  };
-  BOOST_REQUIRE(parked(1));
+  BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+    return st.parked_senders == 1;
+  }));
   relay.cut();
   BOOST_REQUIRE(eventually([&] { return events.restored >= 1; }, 30s));
   // A second copy would arrive right after the first.
@@ -406,16 +408,12 @@ BOOST_AUTO_TEST_CASE(deadlines_apply_during_a_gap) {
   test::local_node me{client_args()};
   event_counts events;
   events.watch(me.get());
-  auto [tx, rx] = me.open<uint64_t>("127.0.0.1:" + std::to_string(relay.port())
-                                    + "/rv");
+  auto [tx, rx] = me.open<uint64_t>(through(relay, "rv"));
   caf::error waiting;
   std::thread sender{[&, tx = tx] { waiting = tx.send_for(7, 2s); }};
-  BOOST_REQUIRE(eventually(
-    [&] {
-      auto st = ch->second.stats();
-      return st && st->parked_senders == 1;
-    },
-    30s));
+  BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+    return st.parked_senders == 1;
+  }));
   relay.refuse(true);
   relay.cut();
   BOOST_REQUIRE(eventually([&] { return events.lost >= 1; }, 30s));
@@ -434,12 +432,9 @@ BOOST_AUTO_TEST_CASE(deadlines_apply_during_a_gap) {
   relay.refuse(false);
   BOOST_REQUIRE(eventually([&] { return events.restored >= 1; }, 30s));
   // The send that ended in doubt was withdrawn at the owner, not matched.
-  BOOST_REQUIRE(eventually(
-    [&] {
-      auto st = ch->second.stats();
-      return st && st->parked_senders == 0;
-    },
-    30s));
+  BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+    return st.parked_senders == 0;
+  }));
   std::thread again{[tx = tx] { static_cast<void>(tx.send(9)); }};
   auto v = ch->second.receive_for(30s);
   again.join();
