@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <deque>
 #include <iostream>
+#include <limits>
 #include <random>
 #include <type_traits>
 #include <unordered_map>
@@ -1252,7 +1253,6 @@ private:
     linked_ = true;
     auto replayed = again.size() + acks.size() + unread.size()
                     + pending_.size();
-    send_batch(std::move(again));
     if (unused > 0)
       send(channel_, unreserve_atom::value, unused);
     if (!acks.empty())
@@ -1270,8 +1270,20 @@ private:
     for (auto& [op, sent] : pending_)
       ops.push_back(op);
     std::sort(ops.begin(), ops.end());
+    // Values go again in their sequence order, puts and credit sends
+    // interleaved: the owner takes a value below its last sequence number
+    // of this sender for a duplicate.
+    auto next = again.begin();
+    auto values_below = [&](uint64_t seq) {
+      std::vector<envelope> part;
+      while (next != again.end() && next->seq < seq)
+        part.push_back(std::move(*next++));
+      send_batch(std::move(part));
+    };
     for (auto op : ops) {
       auto& req = pending_.at(op).req;
+      if (req.kind == op_kind::put)
+        values_below(req.value.seq);
       if ((req.kind == op_kind::commit || req.kind == op_kind::release)
           && owned.count(req.lease_id) == 0) {
         auto lease = req.lease_id;
@@ -1281,6 +1293,7 @@ private:
       }
       issue(op, true);
     }
+    values_below(std::numeric_limits<uint64_t>::max());
     report(link_event::kind::restored, replayed);
     release_held();
     if (!credit_waiters_.empty())
