@@ -443,4 +443,39 @@ BOOST_AUTO_TEST_CASE(deadlines_apply_during_a_gap) {
   BOOST_CHECK_EQUAL(events.expired.load(), 0u);
 }
 
+// A select does not resume: a receive case waiting on a channel across a
+// broken link fires with peer_down, its offer is gone from the owner, and a
+// value sent afterwards stays for the next receiver.
+BOOST_AUTO_TEST_CASE(a_select_across_a_cut_ends_with_peer_down) {
+  test::local_node owner{listen_args()};
+  auto ch = owner.get().create<uint64_t>("sel", 0);
+  BOOST_REQUIRE(ch);
+  test::relay relay{"127.0.0.1", owner.get().port()};
+  test::local_node me{client_args()};
+  auto [tx, rx] = me.open<uint64_t>(through(relay, "sel"));
+  netchan::selected r;
+  std::thread selector{[&, rx = rx] {
+    r = netchan::select_for({netchan::on_receive(rx)}, 30s);
+  }};
+  BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+    return st.parked_receivers == 1;
+  }));
+  auto started = clock_type::now();
+  relay.cut();
+  selector.join();
+  BOOST_CHECK_EQUAL(r.index, 0u);
+  BOOST_CHECK_MESSAGE(netchan::is(r.error, netchan::errc::peer_down),
+                      netchan::to_string(r.error));
+  BOOST_CHECK(clock_type::now() - started < 20s); // not its 30 s timeout
+  BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+    return st.parked_receivers == 0;
+  }));
+  // The value goes to the plain receive that comes next, once.
+  std::thread sender{[tx = ch->first] { static_cast<void>(tx.send(5)); }};
+  auto v = rx.receive_for(30s);
+  sender.join();
+  BOOST_REQUIRE(v);
+  BOOST_CHECK_EQUAL(*v, 5u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
