@@ -534,20 +534,7 @@ private:
   /// taken even above the capacity (they were sent while their slots were
   /// free).
   void suspend(const caf::actor_addr& party) {
-    watched_.erase(party);
-    drop_offers_of(party);
-    auto from_party = [&](auto& x) { return x.from == party; };
-    gets_.erase(std::remove_if(gets_.begin(), gets_.end(), from_party),
-                gets_.end());
-    reserves_.erase(std::remove_if(reserves_.begin(), reserves_.end(),
-                                   from_party),
-                    reserves_.end());
-    uint64_t credit = 0;
-    if (auto r = reservations_.find(party); r != reservations_.end()) {
-      credit = r->second;
-      reserved_ -= r->second;
-      reservations_.erase(r);
-    }
+    auto credit = drop_asks_of(party);
     auto generation = next_generation_++;
     suspended_[party] = suspended{generation, std::chrono::steady_clock::now(),
                                   credit};
@@ -806,28 +793,39 @@ private:
   /// A party we talk to exited: its parked operations go, its leases come
   /// back, its credit returns.
   void on_down(const caf::actor_addr& gone) {
-    watched_.erase(gone);
     reissued_.erase(gone);
-    drop_offers_of(gone);
-    auto from_gone = [&](auto& x) { return x.from == gone; };
-    puts_.erase(std::remove_if(puts_.begin(), puts_.end(), from_gone),
+    drop_asks_of(gone);
+    puts_.erase(std::remove_if(puts_.begin(), puts_.end(),
+                               [&](auto& p) { return p.from == gone; }),
                 puts_.end());
-    gets_.erase(std::remove_if(gets_.begin(), gets_.end(), from_gone),
-                gets_.end());
-    reserves_.erase(std::remove_if(reserves_.begin(), reserves_.end(),
-                                   from_gone),
-                    reserves_.end());
     for (auto i = leases_.begin(); i != leases_.end();) {
       auto next = std::next(i);
       if (i->second.holder == gone)
         give_back(i);
       i = next;
     }
-    if (auto r = reservations_.find(gone); r != reservations_.end()) {
+    dispatch();
+  }
+
+  /// Stops watching `party` and drops what it waits for, which it would ask
+  /// again for if it came back (select cases, receives, credit requests);
+  /// takes back the credit it holds, and returns how much that was.
+  uint64_t drop_asks_of(const caf::actor_addr& party) {
+    watched_.erase(party);
+    drop_offers_of(party);
+    auto from_party = [&](auto& x) { return x.from == party; };
+    gets_.erase(std::remove_if(gets_.begin(), gets_.end(), from_party),
+                gets_.end());
+    reserves_.erase(std::remove_if(reserves_.begin(), reserves_.end(),
+                                   from_party),
+                    reserves_.end());
+    uint64_t credit = 0;
+    if (auto r = reservations_.find(party); r != reservations_.end()) {
+      credit = r->second;
       reserved_ -= r->second;
       reservations_.erase(r);
     }
-    dispatch();
+    return credit;
   }
 
   /// A selector is gone (or its link broke: selects do not resume): its
@@ -865,8 +863,7 @@ private:
   }
 
   bool is_duplicate(const envelope& value) const {
-    auto i = last_seq_.find(value.sender);
-    return i != last_seq_.end() && value.seq != 0 && value.seq <= i->second;
+    return value.seq != 0 && value.seq <= last_seq_of(value.sender);
   }
 
   /// Records that a sender's value is now the channel's.

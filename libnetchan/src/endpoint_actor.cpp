@@ -298,15 +298,10 @@ public:
         // credit goes first, so the owner sees this sender's order.
         if (gone_)
           return gone_;
-        if (!linked_) {
+        if (!channel_ || !linked_) {
           auto rp = make_response_promise<caf::actor>();
           channel_waiters_.push_back(rp);
-          return rp;
-        }
-        if (!channel_) {
-          auto rp = make_response_promise<caf::actor>();
-          channel_waiters_.push_back(rp);
-          if (!resolving_) {
+          if (!channel_ && !resolving_) {
             resolving_ = true;
             resolve();
           }
@@ -332,12 +327,12 @@ public:
         if (idle && credit_waiters_.empty())
           return_credit();
       },
-      [this](redial_atom, uint64_t gap) {
-        if (gap == gap_ && !linked_ && !gone_)
+      [this](redial_atom, uint64_t link) {
+        if (in_gap(link))
           redial();
       },
-      [this](gap_over_atom, uint64_t gap) {
-        if (gap == gap_ && !linked_ && !gone_)
+      [this](gap_over_atom, uint64_t link) {
+        if (in_gap(link))
           end_session(make_error(
             errc::peer_down,
             "the link to the channel's owner at " + where_
@@ -503,33 +498,13 @@ private:
         break;
       }
       case op_kind::commit:
-      case op_kind::release: {
-        auto lease = req.lease_id;
-        auto settled = [this, lease](op_result&& res) {
-          locked([lease](flow& f) { f.held_leases.erase(lease); });
-          return std::move(res);
-        };
-        auto request_it = [&](auto atom) {
-          request(channel_, caf::infinite, atom, lease)
-            .then(
-              [this, op, link, settled](ok_atom) {
-                if (link == link_)
-                  finish(op, settled(op_result{}));
-              },
-              [this, op, link, settled](caf::error& err) {
-                if (link != link_)
-                  return;
-                op_result res;
-                res.err = std::move(err);
-                finish(op, settled(std::move(res)));
-              });
-        };
-        if (req.kind == op_kind::commit)
-          request_it(commit_atom::value);
-        else
-          request_it(release_atom::value);
+        request(channel_, caf::infinite, commit_atom::value, req.lease_id)
+          .then(done, fail);
         break;
-      }
+      case op_kind::release:
+        request(channel_, caf::infinite, release_atom::value, req.lease_id)
+          .then(done, fail);
+        break;
       case op_kind::close:
         request(channel_, caf::infinite, close_atom::value).then(done, fail);
         break;
@@ -571,6 +546,9 @@ private:
     auto i = pending_.find(op);
     if (i == pending_.end())
       return; // already failed (channel down)
+    auto& req = i->second.req;
+    if (req.kind == op_kind::commit || req.kind == op_kind::release)
+      locked([&](flow& f) { f.held_leases.erase(req.lease_id); });
     auto w = std::move(i->second.w);
     pending_.erase(i);
     deliver(w, std::move(res));
@@ -939,9 +917,7 @@ private:
       for (auto i = xs.begin(); i != xs.end(); ++i)
         if (i->op == op) {
           op_result res;
-          res.err = make_error(errc::timeout,
-                               "the deadline passed before the operation "
-                               "could complete; it was withdrawn");
+          res.err = deadline_error();
           deliver(i->w, std::move(res));
           xs.erase(i);
           return true;
@@ -1049,9 +1025,7 @@ private:
         auto waited = now - h.since;
         if (waited >= h.req.timeout) {
           op_result res;
-          res.err = make_error(errc::timeout,
-                               "the deadline passed before the operation "
-                               "could complete; it was withdrawn");
+          res.err = deadline_error();
           deliver(h.w, std::move(res));
           continue;
         }
@@ -1073,7 +1047,7 @@ private:
   /// Values fetched ahead die with it (its failure contract: values it had
   /// accepted are lost with it); nobody would acknowledge them.
   void end_session(caf::error why) {
-    auto in_gap = !linked_;
+    auto was_in_gap = !linked_;
     locked([](flow& f) {
       f.ready = false;
       f.credit = 0;
@@ -1082,7 +1056,7 @@ private:
       f.fresh_until.clear();
       f.held_leases.clear();
     });
-    if (in_gap) {
+    if (was_in_gap) {
       report(link_event::kind::expired, 0);
       // If a redial reached the owner, it may hold our session again: we
       // leave it, so that it does not keep our leases for a handle that
@@ -1111,11 +1085,15 @@ private:
     return channel_ && linked_;
   }
 
+  /// Whether the gap that began with broken link number `link` goes on.
+  bool in_gap(uint64_t link) const {
+    return link == link_ && !linked_ && !gone_;
+  }
+
   /// The link to the owner broke: wait for it to heal, and redial.
   void link_lost() {
     linked_ = false;
     ++link_;
-    ++gap_;
     gap_since_ = std::chrono::steady_clock::now();
     backoff_ = node_.reconnect_initial;
     fetching_ = false;
@@ -1123,24 +1101,24 @@ private:
     urgent_ = false;
     locked([](flow& f) { f.ready = false; });
     report(link_event::kind::lost, 0);
-    delayed_send(this, node_.resume_timeout, gap_over_atom::value, gap_);
-    delayed_send(this, backoff_, redial_atom::value, gap_);
+    delayed_send(this, node_.resume_timeout, gap_over_atom::value, link_);
+    delayed_send(this, backoff_, redial_atom::value, link_);
   }
 
   void redial_later() {
     backoff_ = std::min(backoff_ * 2, node_.reconnect_max);
-    delayed_send(this, backoff_, redial_atom::value, gap_);
+    delayed_send(this, backoff_, redial_atom::value, link_);
   }
 
   /// Asks the directory for the channel again (it dials the owner's node
   /// through the same TLS checks), then asks the owner to resume.
   void redial() {
-    auto gap = gap_;
+    auto link = link_;
     request(node_.directory, node_.resolve_timeout, resolve_atom::value,
             where_)
       .then(
-        [this, gap](caf::actor& ch, std::string&, uint64_t, uint64_t) {
-          if (gap != gap_ || linked_ || gone_)
+        [this, link](caf::actor& ch, std::string&, uint64_t, uint64_t) {
+          if (!in_gap(link))
             return;
           if (ch.node() != owner_node_) {
             end_session(make_error(
@@ -1153,14 +1131,14 @@ private:
           monitor(channel_);
           ask_resume();
         },
-        [this, gap](caf::error&) {
-          if (gap == gap_ && !linked_ && !gone_)
+        [this, link](caf::error&) {
+          if (in_gap(link))
             redial_later();
         });
   }
 
   void ask_resume() {
-    auto gap = gap_;
+    auto link = link_;
     auto attempt = ++attempt_;
     // Puts the owner may still hold: it adopts them instead of parking a
     // second copy.
@@ -1171,9 +1149,10 @@ private:
     request(channel_, node_.resolve_timeout, resume_atom::value, id_,
             std::move(puts))
       .then(
-        [this, gap, attempt](bool known, uint64_t last_seq, uint64_t reserved,
-                             std::vector<uint64_t>& leases) {
-          if (gap != gap_ || attempt != attempt_ || linked_ || gone_)
+        [this, link, attempt](bool known, uint64_t last_seq,
+                              uint64_t reserved,
+                              std::vector<uint64_t>& leases) {
+          if (!in_gap(link) || attempt != attempt_)
             return;
           if (known)
             resume(last_seq, reserved, leases);
@@ -1186,8 +1165,8 @@ private:
           else
             resume(last_seq, 0, leases); // nothing to settle
         },
-        [this, gap, attempt](caf::error&) {
-          if (gap == gap_ && attempt == attempt_ && !linked_ && !gone_)
+        [this, link, attempt](caf::error&) {
+          if (in_gap(link) && attempt == attempt_)
             redial_later();
         });
   }
@@ -1286,8 +1265,6 @@ private:
         values_below(req.value.seq);
       if ((req.kind == op_kind::commit || req.kind == op_kind::release)
           && owned.count(req.lease_id) == 0) {
-        auto lease = req.lease_id;
-        locked([lease](flow& f) { f.held_leases.erase(lease); });
         finish(op, op_result{});
         continue;
       }
@@ -1308,13 +1285,20 @@ private:
     link_event ev;
     ev.what = what;
     ev.peer = where_;
-    auto slash = where_.rfind('/');
-    ev.channel = slash != std::string::npos ? where_.substr(slash + 1) : where_;
+    if (auto where = parse_channel_address(where_))
+      ev.channel = where->name;
     ev.replayed = replayed;
     if (what != link_event::kind::lost)
       ev.gap = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - gap_since_);
     node_.links->report(ev);
+  }
+
+  /// The verdict for an operation whose deadline passed while it waited here.
+  static caf::error deadline_error() {
+    return make_error(errc::timeout, "the deadline passed before the "
+                                     "operation could complete; it was "
+                                     "withdrawn");
   }
 
   /// The verdict for a send the owner may have accepted before it went.
@@ -1374,9 +1358,8 @@ private:
   caf::node_id owner_node_;
   bool linked_ = true;
   /// Counts broken links: answers to requests sent before the last one are
-  /// ignored (the resume settles them).
+  /// ignored (the resume settles them), and so are timers of earlier gaps.
   uint64_t link_ = 0;
-  uint64_t gap_ = 0;
   /// Counts resume attempts: only the latest one's answer counts.
   uint64_t attempt_ = 0;
   std::chrono::steady_clock::time_point gap_since_;
