@@ -422,6 +422,10 @@ BOOST_AUTO_TEST_CASE(deadlines_apply_during_a_gap) {
   BOOST_REQUIRE(!got);
   BOOST_CHECK_MESSAGE(netchan::is(got.error(), netchan::errc::timeout),
                       netchan::to_string(got.error()));
+  // A try does not wait for the link at all.
+  auto tried = tx.try_send(8);
+  BOOST_REQUIRE_MESSAGE(tried, netchan::to_string(tried.error()));
+  BOOST_CHECK(!*tried); // would block
   auto err = tx.send_for(8, 200ms);
   BOOST_CHECK_MESSAGE(netchan::is(err, netchan::errc::timeout),
                       netchan::to_string(err));
@@ -441,6 +445,41 @@ BOOST_AUTO_TEST_CASE(deadlines_apply_during_a_gap) {
   BOOST_REQUIRE(v);
   BOOST_CHECK_EQUAL(*v, 9u);
   BOOST_CHECK_EQUAL(events.expired.load(), 0u);
+}
+
+// The owner's window (1 s) is shorter than the dialling side's (60 s): when
+// the link heals after 2 s, the owner has ended the session, and the
+// handle says so with peer_down instead of resuming what the owner dropped.
+BOOST_AUTO_TEST_CASE(a_session_the_owner_ended_is_not_resumed) {
+  extra = {"--netchan.resume-timeout=1s"};
+  test::local_node owner{listen_args()};
+  event_counts events;
+  events.watch(owner.get());
+  auto ch = owner.get().create<uint64_t>("rv", 0);
+  BOOST_REQUIRE(ch);
+  test::relay relay{"127.0.0.1", owner.get().port()};
+  auto args = client.args();
+  args.push_back("--netchan.resume-timeout=60s");
+  test::local_node me{args};
+  auto [tx, rx] = me.open<uint64_t>(through(relay, "rv"));
+  caf::error waiting;
+  std::thread sender{[&, tx = tx] { waiting = tx.send(7); }};
+  BOOST_REQUIRE(stats_reach(ch->second, [](const channel_stats& st) {
+    return st.parked_senders == 1;
+  }));
+  relay.refuse(true);
+  relay.cut();
+  BOOST_REQUIRE(eventually([&] { return events.expired >= 1; }, 30s));
+  relay.refuse(false);
+  sender.join();
+  BOOST_CHECK_MESSAGE(netchan::is(waiting, netchan::errc::outcome_unknown),
+                      netchan::to_string(waiting));
+  auto after = tx.send_for(8, 5s);
+  BOOST_CHECK_MESSAGE(netchan::is(after, netchan::errc::peer_down)
+                        && netchan::to_string(after).find("ended the session")
+                             != std::string::npos,
+                      netchan::to_string(after));
+  BOOST_CHECK(!ch->second.try_receive()->has_value());
 }
 
 // A select does not resume: a receive case waiting on a channel across a
