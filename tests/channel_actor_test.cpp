@@ -97,6 +97,8 @@ caf::behavior client_actor(caf::event_based_actor* self, caf::actor ch,
     [=](put_batch_atom, std::vector<envelope>& values) {
       self->send(ch, put_batch_atom::value, values);
     },
+    // Credit the owner tops up unasked: tallied under op 0.
+    [=](grant_atom, uint64_t n, uint64_t) { (*log)[0].count += n; },
   };
 }
 
@@ -187,6 +189,12 @@ struct fixture {
       caf::anon_send(self, close_atom::value, op);
       fix->run();
       return op;
+    }
+
+    /// Credit the owner granted unasked so far (grant_atom).
+    uint64_t topped_up() const {
+      auto i = log->find(0);
+      return i != log->end() ? i->second.count : 0;
     }
 
     uint64_t reserve(uint64_t want) {
@@ -730,6 +738,36 @@ BOOST_AUTO_TEST_CASE(a_batch_on_credit_is_received_in_batches_and_acked_at_once)
   BOOST_CHECK_EQUAL(st.leased, 0u);
   BOOST_CHECK_EQUAL(st.received, 3u);
   BOOST_CHECK_EQUAL(st.buffered, 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_streaming_sender_is_topped_up_until_it_unreserves) {
+  fixture f{8};
+  auto tx = f.make_client();
+  auto rx = f.make_client();
+  BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(8))->count, 8u);
+  std::vector<envelope> batch;
+  for (uint64_t i = 1; i <= 8; ++i)
+    batch.push_back(envelope{"item", tx.sender_id, i, false, 0,
+                             std::vector<char>{char('0' + i)}});
+  caf::anon_send(tx.self, put_batch_atom::value, batch);
+  f.run();
+  BOOST_CHECK_EQUAL(f.stats().buffered, 8u);
+  // One slot frees: less than a chunk (a quarter of the capacity), no grant.
+  BOOST_CHECK_EQUAL(rx.receive(), "1");
+  BOOST_CHECK_EQUAL(tx.topped_up(), 0u);
+  // The second makes a chunk: both slots go to the sender, unasked, and the
+  // owner says which of its values it has.
+  BOOST_CHECK_EQUAL(rx.receive(), "2");
+  BOOST_CHECK_EQUAL(tx.topped_up(), 2u);
+  BOOST_CHECK_EQUAL(f.stats().reserved, 2u);
+  // Given back: no more top-ups; freed slots stay free for anyone.
+  tx.tell(unreserve_atom::value, 2);
+  for (char c = '3'; c <= '8'; ++c)
+    BOOST_CHECK_EQUAL(rx.receive(), std::string(1, c));
+  BOOST_CHECK_EQUAL(tx.topped_up(), 2u);
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.reserved, 0u);
+  BOOST_CHECK_EQUAL(st.buffered, 0u);
 }
 
 BOOST_AUTO_TEST_CASE(credit_granted_before_close_still_delivers) {

@@ -85,6 +85,13 @@ struct parked_reserve {
   uint64_t sender_id = 0;
 };
 
+/// A sender streaming on credit: the owner keeps its credit topped up to the
+/// `window` it last asked for (its share of the capacity, if less).
+struct streamer {
+  uint64_t sender_id = 0;
+  uint64_t window = 0;
+};
+
 /// A party whose link broke, waiting to resume.
 struct suspended {
   uint64_t generation = 0;
@@ -494,6 +501,7 @@ private:
     for (auto& r : reserves_)
       r.rp.deliver(closed_error());
     reserves_.clear();
+    streaming_.clear();
     dispatch();
     return ok_atom::value;
   }
@@ -511,6 +519,7 @@ private:
                         "a capacity-0 channel has no slots to reserve");
     if (want == 0)
       return {uint64_t{0}, last_seq_of(sender_id)};
+    streaming_[from] = streamer{sender_id, want};
     if (reserves_.empty() && free_slots() > 0)
       return {grant(from, want), last_seq_of(sender_id)};
     auto rp = make_response_promise();
@@ -640,7 +649,29 @@ private:
     return granted;
   }
 
+  /// Credit for streaming senders as slots free, a chunk at a time: their
+  /// next values are on the way while older ones are still received. Waiting
+  /// sends and credit requests are served first.
+  void top_up() {
+    if (streaming_.empty() || closed_)
+      return;
+    auto share = std::max<uint64_t>(1, spec_.capacity / streaming_.size());
+    for (auto& [to, s] : streaming_) {
+      auto limit = std::min(s.window, share);
+      auto held = reservations_[to];
+      auto room = held < limit ? limit - held : 0;
+      auto n = std::min<uint64_t>(room, free_slots());
+      if (n == 0 || n < std::min(credit_chunk(), limit))
+        continue;
+      reservations_[to] += n;
+      reserved_ += n;
+      send(caf::actor_cast<caf::actor>(to), grant_atom::value, n,
+           last_seq_of(s.sender_id));
+    }
+  }
+
   void unreserve(uint64_t n) {
+    streaming_.erase(who());
     auto i = reservations_.find(who());
     if (i == reservations_.end())
       return;
@@ -753,6 +784,8 @@ private:
       reserves_.pop_front();
       r.rp.deliver(grant(r.from, r.want), last_seq_of(r.sender_id));
     }
+    if (reserves_.empty())
+      top_up();
     if (drained()) {
       for (auto& g : gets_)
         g.rp.deliver(closed_error());
@@ -819,6 +852,7 @@ private:
     reserves_.erase(std::remove_if(reserves_.begin(), reserves_.end(),
                                    from_party),
                     reserves_.end());
+    streaming_.erase(party);
     uint64_t credit = 0;
     if (auto r = reservations_.find(party); r != reservations_.end()) {
       credit = r->second;
@@ -1185,6 +1219,8 @@ private:
   uint64_t next_lease_ = 1;
   std::map<caf::actor_addr, uint64_t> reservations_;
   uint64_t reserved_ = 0;
+  /// Senders streaming on credit: topped up unasked.
+  std::map<caf::actor_addr, streamer> streaming_;
   std::unordered_map<uint64_t, uint64_t> last_seq_;
   std::set<caf::actor_addr> watched_;
   /// Parties whose link broke, waiting to resume.

@@ -311,6 +311,11 @@ public:
         return channel_;
       },
       [this](flush_atom) { flush(); },
+      [this](grant_atom, uint64_t granted, uint64_t last_seq) {
+        // From the link before a break, it is settled by the resume.
+        if (linked())
+          add_credit(granted, last_seq);
+      },
       [this](refill_atom) {
         locked([](flow& f) { f.refill_posted = false; });
         want_credit();
@@ -320,11 +325,17 @@ public:
         fetch();
       },
       [this](unread_check_atom, uint64_t taken_then) {
+        unread_check_armed_ = false;
         return_unread(taken_then);
       },
       [this](idle_atom, uint64_t epoch) {
-        auto idle = locked([&](flow& f) { return epoch == f.epoch; });
-        if (idle && credit_waiters_.empty())
+        idle_check_armed_ = false;
+        auto [idle, credit] = locked([&](flow& f) {
+          return std::make_pair(epoch == f.epoch, f.credit);
+        });
+        if (!idle)
+          schedule_idle_check(); // sent since: look again later
+        else if (credit_waiters_.empty() && (credit > 0 || streaming_))
           return_credit();
       },
       [this](redial_atom, uint64_t link) {
@@ -614,7 +625,9 @@ private:
   }
 
   void want_credit() {
-    if (reserving_ || !linked())
+    // While streaming, the owner tops our credit up unasked: only a blocked
+    // caller asks (a single slot, at once).
+    if (reserving_ || !linked() || (streaming_ && credit_waiters_.empty()))
       return;
     auto want = locked([this](flow& f) {
       auto window = send_window(f);
@@ -631,30 +644,10 @@ private:
         [this, link](uint64_t granted, uint64_t last_seq) {
           if (link != link_)
             return; // settled by the resume
-          confirmed(last_seq);
           reserving_ = false;
           urgent_ = false;
-          std::vector<waiter> done;
-          nudges n;
-          locked([&](flow& f) {
-            f.credit += granted;
-            while (f.credit > 0 && !credit_waiters_.empty()) {
-              auto h = std::move(credit_waiters_.front());
-              credit_waiters_.pop_front();
-              auto step = use_credit(f, std::move(h.req.value));
-              n.flush |= step.flush;
-              n.refill |= step.refill; // refill_posted is set: must post
-              done.push_back(std::move(h.w));
-            }
-            f.credit_waiters = credit_waiters_.size();
-          });
-          post_self(n);
-          for (auto& w : done)
-            deliver(w, op_result{});
-          if (!credit_waiters_.empty())
-            want_credit();
-          else
-            schedule_idle_check();
+          streaming_ = true;
+          add_credit(granted, last_seq);
         },
         [this, link](caf::error& err) {
           if (link != link_)
@@ -664,6 +657,33 @@ private:
           fail_held(credit_waiters_, err); // closed: the values stay ours
           sync_waiters();
         });
+  }
+
+  /// Credit from the owner, asked for or not: it goes to the calls waiting
+  /// for it first.
+  void add_credit(uint64_t granted, uint64_t last_seq) {
+    confirmed(last_seq);
+    std::vector<waiter> done;
+    nudges n;
+    locked([&](flow& f) {
+      f.credit += granted;
+      while (f.credit > 0 && !credit_waiters_.empty()) {
+        auto h = std::move(credit_waiters_.front());
+        credit_waiters_.pop_front();
+        auto step = use_credit(f, std::move(h.req.value));
+        n.flush |= step.flush;
+        n.refill |= step.refill; // refill_posted is set: must post
+        done.push_back(std::move(h.w));
+      }
+      f.credit_waiters = credit_waiters_.size();
+    });
+    post_self(n);
+    for (auto& w : done)
+      deliver(w, op_result{});
+    if (!credit_waiters_.empty())
+      want_credit();
+    else
+      schedule_idle_check();
   }
 
   /// Sends what accumulated since the last flush: values in one message,
@@ -707,7 +727,12 @@ private:
       unconfirmed_.pop_front();
   }
 
+  /// One timer at a time, however many batches go out: a timer per batch
+  /// costs the clock thread a wake-up each (measured: thousands a second).
   void schedule_idle_check() {
+    if (idle_check_armed_)
+      return;
+    idle_check_armed_ = true;
     auto epoch = locked([](flow& f) { return f.epoch; });
     delayed_send(this, idle_credit, idle_atom::value, epoch);
   }
@@ -718,8 +743,9 @@ private:
       return;
     flush();
     auto n = locked([](flow& f) { return std::exchange(f.credit, 0); });
-    if (n > 0)
+    if (n > 0 || streaming_)
       send(channel_, unreserve_atom::value, n);
+    streaming_ = false;
   }
 
   // -- receiving fetched values (capacity N >= 1) ------------------------------
@@ -851,6 +877,9 @@ private:
   /// Values fetched ahead that this receiver leaves untaken go back to the
   /// channel, unflagged (they were never delivered), for other receivers.
   void schedule_unread_check() {
+    if (unread_check_armed_)
+      return;
+    unread_check_armed_ = true;
     auto taken = locked([](flow& f) { return f.taken; });
     delayed_send(this, idle_credit, unread_check_atom::value, taken);
   }
@@ -1099,6 +1128,7 @@ private:
     fetching_ = false;
     reserving_ = false;
     urgent_ = false;
+    streaming_ = false;
     locked([](flow& f) { f.ready = false; });
     report(link_event::kind::lost, 0);
     delayed_send(this, node_.resume_timeout, gap_over_atom::value, link_);
@@ -1346,6 +1376,11 @@ private:
   size_t capacity_;
   caf::timespan stale_after_;
   bool reserving_ = false;
+  /// An idle_atom / unread_check_atom timer is on its way.
+  bool idle_check_armed_ = false;
+  bool unread_check_armed_ = false;
+  /// The owner tops our credit up (see grant_atom) until we unreserve.
+  bool streaming_ = false;
   bool urgent_ = false;
   std::deque<held_op> credit_waiters_;
   std::deque<held_op> get_waiters_;

@@ -55,12 +55,20 @@ using stats_atom = caf::atom_constant<caf::atom("nc_stats")>;
 /// `last_seq`: the highest sequence number of this sender the owner has, so
 /// that the sender may forget what it keeps for a resume.
 using reserve_atom = caf::atom_constant<caf::atom("nc_resv")>;
-/// (unreserve, uint64_t n): give unused credit back. One-way.
+/// A reserve also registers its sender as streaming: until it unreserves,
+/// the owner tops its credit up unasked as slots free, in chunks of a
+/// quarter of the capacity, to the `want` of its last reserve (at most an
+/// equal share of the capacity among the senders streaming):
+/// (grant, uint64_t granted, uint64_t last_seq), one-way, owner to sender.
+/// Asked-for credit would come a round trip after the slots free.
+using grant_atom = caf::atom_constant<caf::atom("nc_grant")>;
 /// (hurry): the sender's waiting reserve became urgent. One-way.
 using hurry_atom = caf::atom_constant<caf::atom("nc_hurry")>;
 /// (unread, std::vector<uint64_t>): leases of values fetched ahead and never
 /// handed to the application: back to the head, unflagged. One-way.
 using unread_atom = caf::atom_constant<caf::atom("nc_unread")>;
+/// (unreserve, uint64_t n): give unused credit back, and stop streaming (no
+/// more top-ups until the next reserve). One-way.
 using unreserve_atom = caf::atom_constant<caf::atom("nc_unresv")>;
 /// (resume, sender_id, std::vector<uint64_t> reissued_ops) ->
 /// (bool known, uint64_t last_seq, uint64_t reserved,
