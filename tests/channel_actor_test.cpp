@@ -197,6 +197,16 @@ struct fixture {
       return i != log->end() ? i->second.count : 0;
     }
 
+    /// Sends values "1".."n" (sequence numbers 1..n) on credit, in one batch.
+    void send_batch(uint64_t n) {
+      std::vector<envelope> batch;
+      for (uint64_t i = 1; i <= n; ++i)
+        batch.push_back(envelope{"item", sender_id, i, false, 0,
+                                 std::vector<char>{char('0' + i)}});
+      caf::anon_send(self, put_batch_atom::value, std::move(batch));
+      fix->run();
+    }
+
     uint64_t reserve(uint64_t want) {
       auto op = fix->next_op++;
       caf::anon_send(self, reserve_atom::value, op, want);
@@ -706,12 +716,7 @@ BOOST_AUTO_TEST_CASE(a_batch_on_credit_is_received_in_batches_and_acked_at_once)
   auto tx = f.make_client();
   auto rx = f.make_client();
   BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(8))->count, 8u);
-  std::vector<envelope> batch;
-  for (uint64_t i = 1; i <= 5; ++i)
-    batch.push_back(envelope{"item", tx.sender_id, i, false, 0,
-                             std::vector<char>{char('0' + i)}});
-  caf::anon_send(tx.self, put_batch_atom::value, batch);
-  f.run();
+  tx.send_batch(5);
   auto st = f.stats();
   BOOST_CHECK_EQUAL(st.buffered, 5u);
   BOOST_CHECK_EQUAL(st.reserved, 3u);
@@ -745,12 +750,7 @@ BOOST_AUTO_TEST_CASE(a_streaming_sender_is_topped_up_until_it_unreserves) {
   auto tx = f.make_client();
   auto rx = f.make_client();
   BOOST_CHECK_EQUAL(tx.verdict_of(tx.reserve(8))->count, 8u);
-  std::vector<envelope> batch;
-  for (uint64_t i = 1; i <= 8; ++i)
-    batch.push_back(envelope{"item", tx.sender_id, i, false, 0,
-                             std::vector<char>{char('0' + i)}});
-  caf::anon_send(tx.self, put_batch_atom::value, batch);
-  f.run();
+  tx.send_batch(8);
   BOOST_CHECK_EQUAL(f.stats().buffered, 8u);
   // One slot frees: less than a chunk (a quarter of the capacity), no grant.
   BOOST_CHECK_EQUAL(rx.receive(), "1");
