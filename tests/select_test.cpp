@@ -84,6 +84,22 @@ BOOST_AUTO_TEST_CASE(default_with_a_ready_case_fires_it) {
   BOOST_CHECK_EQUAL(*rx.receive(), 5);
 }
 
+// A plain send leaves its endpoint holding credit (the rest of its window);
+// a select's send case on the same handle goes to the owner itself, and
+// finds those slots given back rather than reserved for the endpoint.
+BOOST_AUTO_TEST_CASE(a_send_case_may_use_the_credit_of_its_own_handle) {
+  auto [tx, rx] = channel<int32_t>(4);
+  BOOST_REQUIRE(!tx.send(1));
+  auto st = rx.stats();
+  BOOST_REQUIRE(st);
+  BOOST_CHECK_EQUAL(st->buffered + st->reserved, 4u); // full, for others
+  auto r = netchan::try_select({on_send(tx, 2)});
+  BOOST_REQUIRE_MESSAGE(!r.error, netchan::to_string(r.error));
+  BOOST_CHECK_EQUAL(r.index, 0u);
+  BOOST_CHECK_EQUAL(*rx.receive(), 1);
+  BOOST_CHECK_EQUAL(*rx.receive(), 2);
+}
+
 BOOST_AUTO_TEST_CASE(a_timeout_withdraws_everything_it_offered) {
   auto [tx, rx] = channel<int32_t>(0);
   auto [empty_tx, empty_rx] = channel<int32_t>(0);

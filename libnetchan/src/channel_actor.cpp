@@ -656,7 +656,12 @@ private:
     if (streaming_.empty() || closed_)
       return;
     auto share = std::max<uint64_t>(1, spec_.capacity / streaming_.size());
-    for (auto& [to, s] : streaming_) {
+    // Round robin: the first looked at is the one after the last topped up.
+    auto start = streaming_.upper_bound(last_topped_up_);
+    for (size_t k = 0; k < streaming_.size(); ++k, ++start) {
+      if (start == streaming_.end())
+        start = streaming_.begin();
+      auto& [to, s] = *start;
       auto limit = std::min(s.window, share);
       auto held = reservations_[to];
       auto room = held < limit ? limit - held : 0;
@@ -665,6 +670,7 @@ private:
         continue;
       reservations_[to] += n;
       reserved_ += n;
+      last_topped_up_ = to;
       send(caf::actor_cast<caf::actor>(to), grant_atom::value, n,
            last_seq_of(s.sender_id));
     }
@@ -1221,6 +1227,7 @@ private:
   uint64_t reserved_ = 0;
   /// Senders streaming on credit: topped up unasked.
   std::map<caf::actor_addr, streamer> streaming_;
+  caf::actor_addr last_topped_up_;
   std::unordered_map<uint64_t, uint64_t> last_seq_;
   std::set<caf::actor_addr> watched_;
   /// Parties whose link broke, waiting to resume.

@@ -295,7 +295,8 @@ public:
       [this](withdraw_atom, uint64_t op) { deadline_passed(op); },
       [this](channel_atom) -> caf::result<caf::actor> {
         // A select goes to the owner itself: what this endpoint sent on
-        // credit goes first, so the owner sees this sender's order.
+        // credit goes first, so the owner sees this sender's order, and
+        // unused credit goes back, since a send case may need those slots.
         if (gone_)
           return gone_;
         if (!channel_ || !linked_) {
@@ -307,7 +308,7 @@ public:
           }
           return rp;
         }
-        flush();
+        return_credit();
         return channel_;
       },
       [this](flush_atom) { flush(); },
@@ -631,7 +632,7 @@ private:
 
   void want_credit() {
     // While streaming, the owner tops our credit up unasked: only a blocked
-    // caller asks (a single slot, at once).
+    // caller asks (urgent: the owner answers as soon as one slot is free).
     if (reserving_ || !linked() || (streaming_ && credit_waiters_.empty()))
       return;
     auto want = locked([this](flow& f) {
@@ -742,11 +743,13 @@ private:
     delayed_send(this, idle_credit, idle_atom::value, epoch);
   }
 
-  /// Gives unused credit back, so that other senders may use the slots.
+  /// Sends what waits, and gives unused credit back, so that other senders
+  /// may use the slots; the owner stops topping us up. Not while a reserve
+  /// is out: its answer registers us again (and arms the idle check).
   void return_credit() {
-    if (!linked())
-      return;
     flush();
+    if (!linked() || reserving_)
+      return;
     auto n = locked([](flow& f) { return std::exchange(f.credit, 0); });
     if (n > 0 || streaming_)
       send(channel_, unreserve_atom::value, n);
