@@ -11,6 +11,8 @@
 #include <atomic>
 #include <future>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -101,18 +103,34 @@ struct tls_setup {
   test::node_certs client = pki.issue("client");
 };
 
+/// A listener of `cap`'s shape in this process, over mutual TLS, and the
+/// certificates its clients dial with.
+struct tls_listener {
+  tls_setup tls;
+  netchan::config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::optional<netchan::listener<uint64_t>> l;
+  std::string address;
+
+  explicit tls_listener(const shape& cap) {
+    BOOST_REQUIRE(!cfg.load(tls.server.args()));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    auto made = cap.listen(*sys);
+    if (!made)
+      BOOST_FAIL(netchan::to_string(made.error()));
+    l.emplace(std::move(*made));
+    address = l->node().address();
+  }
+};
+
 } // namespace
 
 BOOST_DATA_TEST_CASE(listen_and_dial_with_eight_clients,
                      boost::unit_test::data::make(shapes), cap) {
-  tls_setup tls;
-  netchan::config cfg;
-  BOOST_REQUIRE(!cfg.load(tls.server.args()));
-  caf::actor_system sys{cfg};
-  auto l = cap.listen(sys);
-  if (!l)
-    BOOST_FAIL(netchan::to_string(l.error()));
-  auto address = l->node().address();
+  tls_listener srv{cap};
+  auto& tls = srv.tls;
+  auto& l = srv.l;
+  auto& address = srv.address;
   const size_t n = 8;
   const uint64_t per_client = 500;
   clients cs;
@@ -219,14 +237,10 @@ BOOST_DATA_TEST_CASE(listen_and_dial_with_eight_clients,
 
 BOOST_DATA_TEST_CASE(a_client_that_stops_reading_does_not_wedge_the_listener,
                      boost::unit_test::data::make(shapes), cap) {
-  tls_setup tls;
-  netchan::config cfg;
-  BOOST_REQUIRE(!cfg.load(tls.server.args()));
-  caf::actor_system sys{cfg};
-  auto l = cap.listen(sys);
-  if (!l)
-    BOOST_FAIL(netchan::to_string(l.error()));
-  auto address = l->node().address();
+  tls_listener srv{cap};
+  auto& tls = srv.tls;
+  auto& l = srv.l;
+  auto& address = srv.address;
   clients cs; // 0 never reads its inbox, 1 reads
   cs.procs.push_back(cap.dial(address, {"dial", "--id", "0", "--read", "0"},
                               tls.client.args()));
@@ -267,15 +281,11 @@ BOOST_DATA_TEST_CASE(a_client_that_stops_reading_does_not_wedge_the_listener,
 }
 
 BOOST_AUTO_TEST_CASE(echo_at_the_default_capacities_returns_every_value_once) {
-  tls_setup tls;
-  netchan::config cfg;
-  BOOST_REQUIRE(!cfg.load(tls.server.args()));
-  caf::actor_system sys{cfg};
   const shape cap{false};
-  auto l = cap.listen(sys);
-  if (!l)
-    BOOST_FAIL(netchan::to_string(l.error()));
-  auto address = l->node().address();
+  tls_listener srv{cap};
+  auto& tls = srv.tls;
+  auto& l = srv.l;
+  auto& address = srv.address;
   const size_t n = 3;
   clients cs;
   for (size_t i = 0; i < n; ++i)

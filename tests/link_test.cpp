@@ -245,14 +245,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_receiver_starts_a_new_session) {
       if (tx.send(v))
         return;
   }};
-  struct join_producer {
-    std::thread& t;
-    netchan::sender<uint64_t> tx;
-    ~join_producer() {
-      static_cast<void>(tx.close());
-      t.join();
-    }
-  } joiner{producer, ch->first};
+  test::close_and_join<uint64_t> joiner{ch->first, producer};
   auto named = client_args();
   named.push_back("--netchan.name=receiver-1");
   books b;
@@ -293,14 +286,7 @@ BOOST_AUTO_TEST_CASE(a_cut_during_the_redial_handshake_is_redialled) {
       b.got(*v, false);
     }
   }};
-  struct stop_receiver {
-    std::thread& t;
-    netchan::sender<uint64_t> tx;
-    ~stop_receiver() {
-      static_cast<void>(tx.close());
-      t.join();
-    }
-  } stopper{receiver, ch->first};
+  test::close_and_join<uint64_t> stopper{ch->first, receiver};
   auto sender = start_sender(via, count, client_args());
   BOOST_REQUIRE(b.wait_distinct(count / 3, 60s));
   auto before = relay.accepted();

@@ -18,6 +18,7 @@
 #include <caf/actor_system.hpp>
 
 #include "certs.hpp"
+#include "nodes.hpp"
 #include "netchan/netchan.hpp"
 #include "process.hpp"
 
@@ -67,14 +68,7 @@ BOOST_AUTO_TEST_CASE(a_healthy_stream_survives_twenty_killed_neighbours) {
     }
   }};
   // However the test ends, the receiver stops: closing ends its loop.
-  struct stop_receiver {
-    netchan::sender<uint64_t> tx;
-    std::thread& t;
-    ~stop_receiver() {
-      static_cast<void>(tx.close());
-      t.join();
-    }
-  } stopper{stream->first, receiver};
+  test::close_and_join<uint64_t> stopper{stream->first, receiver};
   // Waits until `n` values arrived (or the stream broke), with a deadline.
   auto wait_for_values = [&](uint64_t n, std::chrono::seconds limit) {
     std::unique_lock<std::mutex> guard{mtx};

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/test/unit_test.hpp>
@@ -156,5 +157,17 @@ open_or_fail(netchan::node& n, const std::string& where) {
     BOOST_FAIL("open " << where << ": " << netchan::to_string(ch.error()));
   return *ch;
 }
+
+/// However a test ends, a thread looping on a channel stops: closing the
+/// channel through `tx` ends its loop, then the thread is joined.
+template <class T>
+struct close_and_join {
+  netchan::sender<T> tx;
+  std::thread& t;
+  ~close_and_join() {
+    static_cast<void>(tx.close());
+    t.join();
+  }
+};
 
 } // namespace test
