@@ -663,15 +663,14 @@ private:
         start = streaming_.begin();
       auto& [to, s] = *start;
       auto limit = std::min(s.window, share);
-      auto held = reservations_[to];
+      auto i = reservations_.find(to);
+      auto held = i != reservations_.end() ? i->second : 0;
       auto room = held < limit ? limit - held : 0;
       auto n = std::min<uint64_t>(room, free_slots());
       if (n == 0 || n < std::min(credit_chunk(), limit))
         continue;
-      reservations_[to] += n;
-      reserved_ += n;
       last_topped_up_ = to;
-      send(caf::actor_cast<caf::actor>(to), grant_atom::value, n,
+      send(caf::actor_cast<caf::actor>(to), grant_atom::value, grant(to, n),
            last_seq_of(s.sender_id));
     }
   }

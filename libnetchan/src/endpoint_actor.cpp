@@ -331,12 +331,10 @@ public:
       },
       [this](idle_atom, uint64_t epoch) {
         idle_check_armed_ = false;
-        auto [idle, credit] = locked([&](flow& f) {
-          return std::make_pair(epoch == f.epoch, f.credit);
-        });
+        auto idle = locked([&](flow& f) { return epoch == f.epoch; });
         if (!idle)
           schedule_idle_check(); // sent since: look again later
-        else if (credit_waiters_.empty() && (credit > 0 || streaming_))
+        else if (credit_waiters_.empty())
           return_credit();
       },
       [this](redial_atom, uint64_t link) {
