@@ -5,6 +5,7 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -99,6 +100,67 @@ caf::behavior client_actor(caf::event_based_actor* self, caf::actor ch,
     },
     // Credit the owner tops up unasked: tallied under op 0.
     [=](grant_atom, uint64_t n, uint64_t) { (*log)[0].count += n; },
+  };
+}
+
+/// What a scripted selector heard from the owner, in order: "claim OP #ID",
+/// "end #ID confirmed|released", "parked OP", "would_block OP",
+/// "failed OP ERRC", "value OP PAYLOAD", "done OP ok|ERRC".
+using hearing = std::vector<std::string>;
+
+/// A selector whose every move the test makes (select.cpp has the real
+/// one): it offers cases and answers claims only when told, and records
+/// what the owner says to it.
+caf::behavior scripted_selector(caf::event_based_actor* self, caf::actor ch,
+                                std::shared_ptr<hearing> log) {
+  auto errc_name = [](const caf::error& err) {
+    return err ? netchan::to_string(static_cast<errc>(err.code()))
+               : std::string{"ok"};
+  };
+  return {
+    [=](offer_put_atom, uint64_t op, envelope& value) {
+      self->send(ch, offer_put_atom::value, op, std::move(value), true);
+    },
+    [=](offer_get_atom, uint64_t op) {
+      self->send(ch, offer_get_atom::value, op, true);
+    },
+    [=](claim_reply_atom, uint64_t id, bool granted) {
+      self->send(ch, claim_reply_atom::value, id, granted);
+    },
+    [=](withdraw_atom, uint64_t op) {
+      self->send(ch, withdraw_atom::value, op);
+    },
+    [=](offer_state_atom, uint64_t op, uint8_t state, caf::error& err) {
+      switch (static_cast<offer_state>(state)) {
+        case offer_state::parked:
+          log->push_back("parked " + std::to_string(op));
+          break;
+        case offer_state::would_block:
+          log->push_back("would_block " + std::to_string(op));
+          break;
+        case offer_state::failed:
+          log->push_back("failed " + std::to_string(op) + " "
+                         + errc_name(err));
+          break;
+      }
+    },
+    [=](claim_atom, uint64_t op, uint64_t id) {
+      log->push_back("claim " + std::to_string(op) + " #"
+                     + std::to_string(id));
+    },
+    [=](claim_end_atom, uint64_t id, bool confirmed) {
+      log->push_back("end #" + std::to_string(id)
+                     + (confirmed ? " confirmed" : " released"));
+    },
+    [=](offer_value_atom, uint64_t op, envelope& value) {
+      log->push_back("value " + std::to_string(op) + " "
+                     + std::string(value.payload.begin(),
+                                   value.payload.end()));
+      self->send(ch, ack_atom::value, value.lease);
+    },
+    [=](offer_done_atom, uint64_t op, caf::error& err) {
+      log->push_back("done " + std::to_string(op) + " " + errc_name(err));
+    },
   };
 }
 
@@ -273,6 +335,54 @@ struct fixture {
     }
   };
 
+  struct selector {
+    fixture* fix;
+    caf::actor self;
+    std::shared_ptr<hearing> log;
+
+    void offer_put(uint64_t op, const std::string& payload) {
+      envelope e{"item", 0, 0, false, 0,
+                 std::vector<char>(payload.begin(), payload.end())};
+      caf::anon_send(self, offer_put_atom::value, op, std::move(e));
+      fix->run();
+    }
+
+    void offer_get(uint64_t op) {
+      caf::anon_send(self, offer_get_atom::value, op);
+      fix->run();
+    }
+
+    void reply(uint64_t claim_id, bool granted) {
+      caf::anon_send(self, claim_reply_atom::value, claim_id, granted);
+      fix->run();
+    }
+
+    /// The id of the last claim this selector heard, or 0.
+    uint64_t last_claim() const {
+      for (auto i = log->rbegin(); i != log->rend(); ++i)
+        if (i->rfind("claim ", 0) == 0)
+          return std::stoull(i->substr(i->find('#') + 1));
+      return 0;
+    }
+
+    bool heard(const std::string& line) const {
+      return std::find(log->begin(), log->end(), line) != log->end();
+    }
+
+    void kill() {
+      caf::anon_send_exit(self, caf::exit_reason::kill);
+      fix->run();
+    }
+  };
+
+  selector make_selector() {
+    auto log = std::make_shared<hearing>();
+    auto self = sys.spawn(scripted_selector, ch, log);
+    clients.push_back(self);
+    run();
+    return selector{this, self, log};
+  }
+
   client make_client() {
     auto log = std::make_shared<verdicts>();
     auto self = sys.spawn(client_actor, ch, log);
@@ -301,7 +411,25 @@ struct fixture {
     return result;
   }
 
+  /// What the owner finds off in its own counters (empty if nothing).
+  std::string violation() {
+    std::string result;
+    bool done = false;
+    auto asker = sys.spawn([&](caf::event_based_actor* self) {
+      self->request(ch, caf::infinite, check_atom::value)
+        .then([&](std::string& off) {
+          result = std::move(off);
+          done = true;
+        });
+    });
+    sched.run();
+    BOOST_REQUIRE(done);
+    return result;
+  }
+
   void check_invariant() {
+    auto off = violation();
+    BOOST_CHECK_MESSAGE(off.empty(), off);
     auto st = stats();
     BOOST_CHECK_LE(st.buffered, capacity == 0 ? st.requeued : capacity);
     if (capacity > 0)
@@ -837,4 +965,109 @@ BOOST_AUTO_TEST_CASE(a_parked_receive_gets_peer_down_when_the_channel_exits) {
   caf::anon_send_exit(f.ch, caf::exit_reason::user_shutdown);
   f.sched.run();
   BOOST_CHECK_EQUAL(rx.what(get), "peer_down");
+}
+
+// -- select: claims that do not complete ------------------------------------------
+
+namespace {
+
+size_t times_heard(const fixture::selector& s, const std::string& line) {
+  return static_cast<size_t>(std::count(s.log->begin(), s.log->end(), line));
+}
+
+} // namespace
+
+// At capacity 0 a send offer meets a receive offer of another selector: the
+// owner asks one, then the other. If the second vanishes while the first
+// has not answered yet, the first must hear that the claim is void: a
+// selector that grants a claim the owner dropped would wait for its end
+// forever, refusing nothing, and every claim of every other channel on it
+// would hold its slot meanwhile (issue 15: a capacity-1 channel wedged with
+// a free slot, parked receivers and a parked credit request).
+BOOST_AUTO_TEST_CASE(a_claim_whose_other_selector_vanishes_releases_the_one_it_asked) {
+  fixture f{0};
+  auto s1 = f.make_selector();
+  auto s2 = f.make_selector();
+  s1.offer_put(1, "x");
+  s2.offer_get(1);
+  // The owner asks one selector first, in its global order.
+  auto& asked = s1.last_claim() != 0 ? s1 : s2;
+  auto& other = &asked == &s1 ? s2 : s1;
+  auto first = asked.last_claim();
+  BOOST_REQUIRE(first != 0);
+  BOOST_CHECK_EQUAL(other.last_claim(), 0u);
+  BOOST_CHECK(other.heard("parked 1"));
+  auto released = "end #" + std::to_string(first) + " released";
+  other.kill();
+  BOOST_CHECK_EQUAL(times_heard(asked, released), 1u);
+  // A grant that crossed the release is answered with the release again:
+  // whatever the order, the selector is not left holding.
+  asked.reply(first, true);
+  BOOST_CHECK_EQUAL(times_heard(asked, released), 2u);
+  // Its offer waits again: the next counterpart makes a new claim, which
+  // completes.
+  auto c = f.make_client();
+  auto op = &asked == &s1 ? c.get() : c.put("y");
+  auto second = asked.last_claim();
+  BOOST_REQUIRE(second > first);
+  BOOST_CHECK(c.pending(op));
+  asked.reply(second, true);
+  BOOST_CHECK(asked.heard("end #" + std::to_string(second) + " confirmed"));
+  if (&asked == &s1) {
+    BOOST_CHECK_EQUAL(c.payload_of(op), "x");
+    c.take(c.lease_of(op));
+    BOOST_CHECK(asked.heard("done 1 ok"));
+  } else {
+    BOOST_CHECK(asked.heard("value 1 y"));
+    BOOST_CHECK_EQUAL(c.what(op), "ok");
+  }
+  auto st = f.stats();
+  BOOST_CHECK_EQUAL(st.sent, 1u);
+  BOOST_CHECK_EQUAL(st.parked_senders + st.parked_receivers, 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_claim_gives_its_slot_to_a_waiting_credit_request) {
+  fixture f{1};
+  auto sel = f.make_selector();
+  auto tx = f.make_client();
+  sel.offer_put(1, "x");
+  auto id = sel.last_claim();
+  BOOST_REQUIRE(id != 0);
+  auto r = tx.reserve(1);
+  BOOST_CHECK(tx.pending(r)); // the claim holds the only slot
+  sel.reply(id, false);       // the select chose another case
+  BOOST_CHECK_EQUAL(tx.verdict_of(r)->count, 1u);
+  BOOST_CHECK_EQUAL(f.stats().reserved, 1u);
+}
+
+// close() fails every send that has not happened yet, a select's send case
+// inside an unfinished claim included: its selector is released and told
+// `closed`, and the slot the claim held goes with it.
+BOOST_DATA_TEST_CASE(close_fails_a_send_case_whose_claim_is_unanswered,
+                     bdata::make(std::vector<size_t>{0, 1}), cap) {
+  fixture f{cap};
+  auto sel = f.make_selector();
+  auto c = f.make_client();
+  std::optional<uint64_t> get;
+  if (cap == 0)
+    get = c.get(); // the counterpart of the claim
+  sel.offer_put(1, "x");
+  auto id = sel.last_claim();
+  BOOST_REQUIRE(id != 0);
+  std::optional<uint64_t> reserve;
+  if (cap == 1) {
+    reserve = c.reserve(1);
+    BOOST_CHECK(c.pending(*reserve));
+  }
+  c.close();
+  BOOST_CHECK(sel.heard("end #" + std::to_string(id) + " released"));
+  BOOST_CHECK(sel.heard("failed 1 closed"));
+  if (reserve)
+    BOOST_CHECK_EQUAL(c.what(*reserve), "closed");
+  sel.reply(id, true); // too late: the claim is gone
+  BOOST_CHECK(!sel.heard("done 1 ok"));
+  if (get)
+    BOOST_CHECK_EQUAL(c.what(*get), "closed");
+  BOOST_CHECK_EQUAL(c.what(c.get(false)), "closed");
+  BOOST_CHECK_EQUAL(f.stats().sent, 0u);
 }

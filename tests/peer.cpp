@@ -39,12 +39,20 @@
 //     takes each value as a lease, prints it, then commits it ("got" is
 //     printed before the commit: a death between the two leaves a value
 //     printed here and delivered again, flagged, elsewhere).
+//   netchan-test-peer select-drain --from HOST:PORT/NAME... [--threads K]
+//                     -- CONFIG-ARGS...
+//     opens every channel named (u64 values), prints "draining", then K
+//     threads each loop on a select receiving from all of them until each
+//     has fired `closed`, printing "got I V" for value V from the I-th
+//     channel (0-based); at the end "end ok", or "end ERROR" if a select
+//     failed otherwise.
 //
 // TYPE is one of: int, u64, str, job.
 
 #include <atomic>
 #include <cstdint>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -112,6 +120,60 @@ int stream_with(netchan::node& n, const std::string& target, uint64_t count,
   return 0;
 }
 
+/// One thread of select-drain: selects over every channel still open.
+std::string select_until_closed(std::vector<netchan::receiver<uint64_t>> rxs,
+                                std::mutex& out) {
+  std::vector<size_t> open(rxs.size());
+  for (size_t i = 0; i < open.size(); ++i)
+    open[i] = i;
+  while (!open.empty()) {
+    std::vector<netchan::select_case> cases;
+    for (auto i : open)
+      cases.push_back(netchan::on_receive(rxs[i]));
+    auto r = netchan::select(std::move(cases));
+    if (r.index == netchan::no_case)
+      return netchan::to_string(r.error);
+    auto which = open[r.index];
+    if (netchan::is(r.error, netchan::errc::closed)) {
+      open.erase(open.begin() + static_cast<std::ptrdiff_t>(r.index));
+      continue;
+    }
+    auto v = r.value(rxs[which]);
+    if (!v)
+      return netchan::to_string(v.error());
+    std::lock_guard<std::mutex> guard{out};
+    std::cout << "got " << which << ' ' << *v << std::endl;
+  }
+  return {};
+}
+
+int select_drain(netchan::node& n, const std::vector<std::string>& sources,
+                 size_t threads) {
+  std::vector<netchan::receiver<uint64_t>> rxs;
+  for (auto& where : sources) {
+    auto ch = n.open<uint64_t>(where);
+    if (!ch)
+      return fail(netchan::to_string(ch.error()));
+    rxs.push_back(ch->second);
+  }
+  std::cout << "draining" << std::endl;
+  std::mutex out;
+  std::vector<std::string> errors(threads);
+  std::vector<std::thread> selectors;
+  for (size_t t = 0; t < threads; ++t)
+    selectors.emplace_back(
+      [&, t] { errors[t] = select_until_closed(rxs, out); });
+  for (auto& t : selectors)
+    t.join();
+  for (auto& e : errors)
+    if (!e.empty()) {
+      std::cout << "end " << e << std::endl;
+      return 1;
+    }
+  std::cout << "end ok" << std::endl;
+  return 0;
+}
+
 int stream_parallel(netchan::node& n, const std::string& target,
                     uint64_t count, size_t threads, size_t size) {
   if (size > 0)
@@ -159,7 +221,10 @@ int main(int argc, char** argv) {
   std::optional<size_t> capacity;
   bool read = true;
   std::vector<std::string> channels;
+  std::vector<std::string> sources;
   for (size_t i = 1; i + 1 < own.size(); i += 2) {
+    if (own[i] == "--from")
+      sources.push_back(own[i + 1]);
     if (own[i] == "--channel")
       channels.push_back(own[i + 1]);
     else if (own[i] == "--echo")
@@ -259,6 +324,8 @@ int main(int argc, char** argv) {
                     + netchan::to_string(err));
       std::cout << "sent " << sent << std::endl;
     }
+  } else if (mode == "select-drain") {
+    rc = select_drain(n, sources, threads);
   } else if (mode == "drain") {
     auto ch = n.open<uint64_t>(target);
     if (!ch)

@@ -8,6 +8,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "nodes.hpp"
@@ -423,4 +424,147 @@ BOOST_FIXTURE_TEST_CASE(an_owner_killed_mid_select_loses_nothing,
   BOOST_REQUIRE_EQUAL(got_y.size(), on_y);
   for (uint64_t i = 0; i < on_y; ++i)
     BOOST_CHECK_EQUAL(got_y[i], i + 1);
+}
+
+namespace {
+
+/// Every "got I V" line of a receiver process until its "end ..." line:
+/// (channel index, value) pairs, and the end line ("" if none came).
+struct drained {
+  std::vector<std::pair<size_t, uint64_t>> got;
+  std::string end;
+};
+
+drained read_until_end(test::child& proc, size_t channel_of_plain_got,
+                       std::chrono::seconds timeout) {
+  drained out;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    auto line = proc.read_line(left);
+    if (!line)
+      return out;
+    if (line->rfind("end ", 0) == 0) {
+      out.end = line->substr(4);
+      return out;
+    }
+    if (line->rfind("got ", 0) != 0)
+      continue;
+    std::istringstream words{line->substr(4)};
+    size_t channel = channel_of_plain_got;
+    uint64_t value = 0;
+    if (channel_of_plain_got == netchan::no_case)
+      words >> channel;
+    words >> value;
+    out.got.emplace_back(channel, value);
+  }
+  return out;
+}
+
+} // namespace
+
+// Issue 15's shape: channel a (capacity 0) and b (capacity 1) on two owner
+// nodes; threads here select over sending to both, threads of another
+// process select over receiving from both, and plain senders and receivers
+// of further processes use each channel beside them. A selector whose claim
+// at one owner was dropped while it had not answered it must not end up
+// holding forever: that wedged b with a free slot and waiting receivers.
+// Every select returns, every value is received once, close ends everyone.
+BOOST_FIXTURE_TEST_CASE(selects_on_both_sides_of_two_owners_never_wedge_a_channel,
+                        cluster_fixture) {
+  const uint64_t rounds = 400;    // per selecting thread here
+  const size_t selecting = 4;     // threads here
+  const uint64_t plain = 300;     // plain sends to each channel
+  test::peer owner_a{{"--channel", "a:u64:0"}, listen_args()};
+  test::peer owner_b{{"--channel", "b:u64:1"}, listen_args()};
+  test::local_node me{client_args()};
+  auto a = test::open_or_fail<uint64_t>(me.get(), owner_a.where("a"));
+  auto b = test::open_or_fail<uint64_t>(me.get(), owner_b.where("b"));
+  auto selectors = test::start_peer(
+    "select-drain",
+    {"--from", owner_a.where("a"), "--from", owner_b.where("b"), "--threads",
+     "3"},
+    client_args());
+  auto drain_a = test::start_peer("drain", {"--from", owner_a.where("a")},
+                                  client_args());
+  auto drain_b = test::start_peer("drain", {"--from", owner_b.where("b")},
+                                  client_args());
+  for (auto* p : {selectors.get(), drain_a.get(), drain_b.get()})
+    BOOST_REQUIRE_MESSAGE(p->wait_for("draining", 30s), p->transcript());
+  // Their output is read while they run: a full pipe would stall them.
+  auto read_selectors = std::async(std::launch::async, read_until_end,
+                                   std::ref(*selectors), netchan::no_case,
+                                   180s);
+  auto read_a = std::async(std::launch::async, read_until_end,
+                           std::ref(*drain_a), 0, 180s);
+  auto read_b = std::async(std::launch::async, read_until_end,
+                           std::ref(*drain_b), 1, 180s);
+  auto stream_a = test::start_peer(
+    "stream", {"--to", owner_a.where("a"), "--count", std::to_string(plain)},
+    client_args());
+  auto stream_b = test::start_peer(
+    "stream", {"--to", owner_b.where("b"), "--count", std::to_string(plain)},
+    client_args());
+  // Thread t sends (100 + t) << 32 | round: apart from the plain 1..plain.
+  auto select_sends = [&](size_t t) {
+    std::vector<std::pair<size_t, uint64_t>> sent;
+    for (uint64_t round = 1; round <= rounds; ++round) {
+      auto v = (uint64_t{100 + t} << 32) | round;
+      auto r = netchan::select({on_send(a.first, v), on_send(b.first, v)});
+      if (r.error)
+        throw std::runtime_error(netchan::to_string(r.error));
+      sent.emplace_back(r.index, v);
+    }
+    return sent;
+  };
+  std::vector<std::future<std::vector<std::pair<size_t, uint64_t>>>> sends;
+  for (size_t t = 0; t < selecting; ++t)
+    sends.push_back(std::async(std::launch::async, select_sends, t));
+  std::map<std::pair<size_t, uint64_t>, int> expected;
+  for (auto& s : sends) {
+    if (s.wait_for(120s) != std::future_status::ready) {
+      // The state at the wedge, then close: every waiting party must end.
+      auto sa = a.second.stats();
+      auto sb = b.second.stats();
+      BOOST_ERROR("a select did not return within 120 s; a: "
+                  << (sa ? caf::deep_to_string(*sa) : "?")
+                  << "; b: " << (sb ? caf::deep_to_string(*sb) : "?"));
+      static_cast<void>(a.first.close());
+      static_cast<void>(b.first.close());
+    }
+    BOOST_REQUIRE(s.wait_for(60s) == std::future_status::ready);
+    for (auto& v : s.get())
+      ++expected[v];
+  }
+  for (auto* s : {stream_a.get(), stream_b.get()})
+    BOOST_REQUIRE_MESSAGE(s->wait_for("sent ", 120s), s->transcript());
+  for (uint64_t i = 1; i <= plain; ++i) {
+    ++expected[{0, i}];
+    ++expected[{1, i}];
+  }
+  BOOST_REQUIRE(!a.first.close());
+  BOOST_REQUIRE(!b.first.close());
+  std::map<std::pair<size_t, uint64_t>, int> seen;
+  for (auto* r : {&read_selectors, &read_a, &read_b}) {
+    BOOST_REQUIRE(r->wait_for(200s) == std::future_status::ready);
+    auto d = r->get();
+    BOOST_CHECK_EQUAL(d.end, "ok");
+    for (auto& v : d.got)
+      ++seen[v];
+  }
+  size_t on_b = 0;
+  for (auto& [v, n] : expected)
+    on_b += v.first == 1 ? 1 : 0;
+  BOOST_TEST_MESSAGE("values on a " << expected.size() - on_b << ", on b "
+                                    << on_b);
+  BOOST_CHECK_EQUAL(seen.size(), expected.size());
+  for (auto& [v, n] : expected)
+    BOOST_CHECK_MESSAGE(seen[v] == 1, "channel " << v.first << " value "
+                                                 << v.second << " received "
+                                                 << seen[v] << " times");
+  for (auto& [v, n] : seen)
+    BOOST_CHECK_MESSAGE(expected.count(v) == 1,
+                        "channel " << v.first << " value " << v.second
+                                   << " received but never sent");
 }

@@ -198,6 +198,7 @@ public:
       [this](close_atom) -> caf::result<ok_atom> { return close(); },
       [this](len_atom) { return static_cast<uint64_t>(buffer_.size()); },
       [this](stats_atom) { return stats(); },
+      [this](check_atom) { return invariant_violation(); },
       [this](reserve_atom, uint64_t want, bool urgent, uint64_t sender_id)
         -> caf::result<uint64_t, uint64_t> {
         return reserve(want, urgent, sender_id);
@@ -502,6 +503,13 @@ private:
       r.rp.deliver(closed_error());
     reserves_.clear();
     streaming_.clear();
+    // A send inside a claim has not happened yet: it fails like the others.
+    std::vector<uint64_t> sending;
+    for (auto& [id, c] : claims_)
+      if (c.put_offer || c.put)
+        sending.push_back(id);
+    for (auto id : sending)
+      abandon_claim(id, caf::actor_addr{}, closed_error());
     dispatch();
     return ok_atom::value;
   }
@@ -698,6 +706,47 @@ private:
     return result;
   }
 
+  /// Recounts every term of the invariant from the queues themselves;
+  /// empty if the counters agree and the slots add up.
+  std::string invariant_violation() const {
+    std::string off;
+    auto expect = [&](const char* term, size_t counter, size_t counted) {
+      if (counter != counted)
+        off += std::string{term} + " is " + std::to_string(counter)
+               + " but the queues hold " + std::to_string(counted) + "; ";
+    };
+    size_t buffered = 0;
+    for (auto& s : buffer_)
+      buffered += s.counted ? 1 : 0;
+    size_t leased = 0;
+    for (auto& [id, l] : leases_)
+      leased += l.counted ? 1 : 0;
+    uint64_t reserved = 0;
+    for (auto& [party, n] : reservations_)
+      reserved += n;
+    size_t claimed = 0;
+    for (auto& [id, c] : claims_)
+      claimed += (c.holds_slot ? 1 : 0) + (c.value && c.value->counted ? 1 : 0);
+    expect("counted_buffered", counted_buffered_, buffered);
+    expect("counted_leased", counted_leased_, leased);
+    expect("reserved", reserved_, reserved);
+    expect("claimed_slots", claimed_slots_, claimed);
+    // Values sent on credit that a party kept across a broken link may come
+    // above the capacity; without suspended parties the slots add up.
+    if (suspended_.empty() && used_slots() > spec_.capacity)
+      off += std::to_string(used_slots()) + " slots used of "
+             + std::to_string(spec_.capacity) + "; ";
+    if (spec_.capacity == 0 && buffered + reserved + claimed > 0)
+      off += "a capacity-0 channel holds counted slots; ";
+    if (first_reserve_servable())
+      off += "a credit request waits beside free slots; ";
+    if (!gets_.empty() && !buffer_.empty())
+      off += "a receiver waits beside a buffered value; ";
+    if (spec_.capacity == 0 && !gets_.empty() && !puts_.empty())
+      off += "a sender and a receiver wait for each other; ";
+    return off;
+  }
+
   // -- helpers ---------------------------------------------------------------
 
   /// Leases `value` to `holder`; returns the copy to send, lease id inside.
@@ -780,11 +829,7 @@ private:
     // receivers acknowledge: one grant per slot would make a streaming
     // sender pay a round trip per value. A chunk is a quarter of the
     // capacity, or all it asked for. A blocked caller gets the first slot.
-    while (!reserves_.empty()
-           && free_slots() >= (reserves_.front().urgent
-                                 ? 1
-                                 : std::min<uint64_t>(reserves_.front().want,
-                                                      credit_chunk()))) {
+    while (first_reserve_servable()) {
       auto r = std::move(reserves_.front());
       reserves_.pop_front();
       r.rp.deliver(grant(r.from, r.want), last_seq_of(r.sender_id));
@@ -944,6 +989,16 @@ private:
 
   size_t used_slots() const {
     return counted_buffered_ + reserved_ + counted_leased_ + claimed_slots_;
+  }
+
+  /// The first credit request can be granted: a blocked caller gets the
+  /// first free slot, a sender asking ahead a chunk (or all it wants).
+  bool first_reserve_servable() const {
+    if (reserves_.empty())
+      return false;
+    auto& r = reserves_.front();
+    return free_slots()
+           >= (r.urgent ? 1 : std::min<uint64_t>(r.want, credit_chunk()));
   }
 
   uint64_t credit_chunk() const {
@@ -1120,8 +1175,14 @@ private:
 
   void claim_reply(uint64_t id, bool granted) {
     auto i = claims_.find(id);
-    if (i == claims_.end())
+    if (i == claims_.end()) {
+      // Abandoned while the selector's grant was on its way: it holds
+      // every other claim until it hears the end of this one.
+      if (granted)
+        send(caf::actor_cast<caf::actor>(current_sender()),
+             claim_end_atom::value, id, false);
       return;
+    }
     if (!granted) {
       abandon_claim(id, who());
       return;
@@ -1176,23 +1237,39 @@ private:
     dispatch();
   }
 
-  /// A selector refused (it chose another case) or is gone: selectors that
-  /// had consented are released, the refusing offer is dropped, and every
-  /// other party goes back to the head of its queue.
-  void abandon_claim(uint64_t id, const caf::actor_addr& refuser) {
+  /// A claim that will not complete: a selector refused it (it chose
+  /// another case) or is gone (`refuser`), or the channel closed
+  /// (`send_error`). Every selector it asked, but the refuser, hears that
+  /// it ended: those that consented are free again, and the one asked last
+  /// must not grant it later and then wait for its end. The refusing offer
+  /// is dropped; a send fails with `send_error` if set; every other party
+  /// goes back to the head of its queue.
+  void abandon_claim(uint64_t id, const caf::actor_addr& refuser,
+                     const caf::error& send_error = {}) {
     auto i = claims_.find(id);
     if (i == claims_.end())
       return;
     auto c = std::move(i->second);
     claims_.erase(i);
-    for (size_t k = 0; k < c.granted; ++k)
-      send(c.nth(k).selector, claim_end_atom::value, id, false);
-    if (c.put_offer && c.put_offer->addr() != refuser)
-      offer_puts_.push_front(std::move(*c.put_offer));
+    for (size_t k = 0; k <= c.granted && k < c.order_is_put.size(); ++k)
+      if (c.nth(k).addr() != refuser)
+        send(c.nth(k).selector, claim_end_atom::value, id, false);
+    if (c.put_offer && c.put_offer->addr() != refuser) {
+      if (send_error)
+        send(c.put_offer->selector, offer_state_atom::value,
+             c.put_offer->op, static_cast<uint8_t>(offer_state::failed),
+             send_error);
+      else
+        offer_puts_.push_front(std::move(*c.put_offer));
+    }
     if (c.get_offer && c.get_offer->addr() != refuser)
       offer_gets_.push_front(std::move(*c.get_offer));
-    if (c.put)
+    if (c.put && send_error) {
+      ++stats_.returned;
+      answer(*c.put, send_error);
+    } else if (c.put) {
       puts_.push_front(std::move(*c.put));
+    }
     if (c.get)
       gets_.push_front(std::move(*c.get));
     if (c.value) {

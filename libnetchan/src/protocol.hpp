@@ -46,6 +46,9 @@ using withdraw_atom = caf::atom_constant<caf::atom("nc_wdraw")>;
 using close_atom = caf::atom_constant<caf::atom("nc_close")>;
 /// (len) -> uint64_t.
 using len_atom = caf::atom_constant<caf::atom("nc_len")>;
+/// (check) -> std::string: the channel's invariant, term by term; empty if
+/// it holds, else what is off (for tests after every step).
+using check_atom = caf::atom_constant<caf::atom("nc_check")>;
 /// (stats) -> channel_stats.
 using stats_atom = caf::atom_constant<caf::atom("nc_stats")>;
 /// (reserve, uint64_t want, bool urgent, uint64_t sender_id) ->
@@ -110,7 +113,9 @@ using claim_atom = caf::atom_constant<caf::atom("nc_claim")>;
 using claim_reply_atom = caf::atom_constant<caf::atom("nc_clreply")>;
 /// (claim_end, claim_id, confirmed): owner to selector after a granted
 /// claim: confirmed (the case fires) or released (the selector is free
-/// again: the other side of a capacity-0 match refused).
+/// again: the other side of a capacity-0 match refused). Released also goes
+/// to a selector asked and not answered yet when the claim is dropped, and
+/// answers a grant of a claim the owner no longer has.
 using claim_end_atom = caf::atom_constant<caf::atom("nc_clend")>;
 /// (offer_value, op, envelope): the value of a confirmed receive case,
 /// leased to the selector (envelope.lease), which acknowledges it.

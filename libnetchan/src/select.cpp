@@ -26,9 +26,14 @@
 //        owner holding one selector only ever waits for a later one);
 //      - once committed or finished, it refuses every claim.
 //    With every selector granted, the owner sends (claim_end, id, true) to
-//    each and completes the match; if one refuses (or is gone), it sends
-//    (claim_end, id, false) to those that granted (they are free again),
-//    drops the refusing offer and puts everything else back where it was.
+//    each and completes the match; if one refuses (or is gone, or the
+//    channel closes under a send), it sends (claim_end, id, false) to every
+//    selector it asked but the refuser: those that granted are free again,
+//    the one still asked drops the claim unanswered (granting it later
+//    would leave it holding forever). The refusing offer is dropped and
+//    everything else goes back where it was; a send fails with closed.
+//    A grant of a claim the owner no longer has is answered with
+//    (claim_end, id, false) too. Claim ids are per owner.
 // 3. Complete. A receive case gets (offer_value, op, envelope) leased to the
 //    selector, which acknowledges it; a send case gets (offer_done, op,
 //    error) once its value is in the buffer (capacity N) or taken by the
@@ -45,6 +50,7 @@
 
 #include "netchan/select.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <random>
 
@@ -94,7 +100,8 @@ public:
         on_claim(op - 1, id, caf::actor_cast<caf::actor>(current_sender()));
       },
       [this](claim_end_atom, uint64_t id, bool confirmed) {
-        on_claim_end(id, confirmed);
+        on_claim_end(caf::actor_cast<caf::actor_addr>(current_sender()), id,
+                     confirmed);
       },
       [this](offer_value_atom, uint64_t op, envelope& value) {
         on_value(op - 1, std::move(value));
@@ -213,9 +220,21 @@ private:
     send(held_->owner, claim_reply_atom::value, held_->id, true);
   }
 
-  void on_claim_end(uint64_t id, bool confirmed) {
-    if (!held_ || held_->id != id)
+  /// Claim ids are an owner's own: a claim is known by owner and id.
+  void on_claim_end(const caf::actor_addr& owner, uint64_t id,
+                    bool confirmed) {
+    auto same = [&](const pending_claim& p) {
+      return p.id == id && p.owner.address() == owner;
+    };
+    if (!held_ || !same(*held_)) {
+      // A claim not granted yet that its owner dropped: it must not be
+      // granted later (nobody would end it, and this select would hold
+      // forever). Its case stays parked at the owner.
+      if (!confirmed)
+        claims_.erase(std::remove_if(claims_.begin(), claims_.end(), same),
+                      claims_.end());
       return;
+    }
     auto h = *held_;
     held_.reset();
     if (!confirmed) {
