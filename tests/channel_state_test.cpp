@@ -486,8 +486,11 @@ BOOST_AUTO_TEST_CASE(a_suspended_party_keeps_its_leases_and_sends_and_settles_on
   static_cast<void>(g);
 }
 
-BOOST_AUTO_TEST_CASE(a_reissued_put_still_waiting_is_adopted_not_parked_twice) {
-  fixture f{0, std::chrono::seconds{1}};
+namespace {
+
+/// A puts "x" (its first value), its link breaks, it resumes saying it
+/// sends that put again, and does: the op id of the put.
+uint64_t put_across_a_resume(fixture& f) {
   auto p = f.put(f.A, "x");
   f.ch.down(f.A, true);
   BOOST_CHECK(f.ch.resume(f.A, f.A.id(), {p}).known);
@@ -495,6 +498,14 @@ BOOST_AUTO_TEST_CASE(a_reissued_put_still_waiting_is_adopted_not_parked_twice) {
   // The same operation again, with the same value and sequence number.
   f.ch.put(f.A, p, envelope{"item", f.A.id(), 1, false, 0, {'x'}},
            put_mode::park);
+  return p;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_reissued_put_still_waiting_is_adopted_not_parked_twice) {
+  fixture f{0, std::chrono::seconds{1}};
+  auto p = put_across_a_resume(f);
   BOOST_CHECK(f.heard().empty());
   BOOST_CHECK_EQUAL(f.ch.stats().parked_senders, 1u);
   auto g = f.get(f.B);
@@ -505,12 +516,7 @@ BOOST_AUTO_TEST_CASE(a_reissued_put_still_waiting_is_adopted_not_parked_twice) {
 
 BOOST_AUTO_TEST_CASE(a_reissued_put_already_taken_is_answered_ok_not_taken_twice) {
   fixture f{1, std::chrono::seconds{1}};
-  auto p = f.put(f.A, "x");
-  f.ch.down(f.A, true);
-  BOOST_CHECK(f.ch.resume(f.A, f.A.id(), {p}).known);
-  f.heard();
-  f.ch.put(f.A, p, envelope{"item", f.A.id(), 1, false, 0, {'x'}},
-           put_mode::park);
+  auto p = put_across_a_resume(f);
   BOOST_CHECK_EQUAL(f.heard_one(), "sent " + f.op("A", p) + " ok");
   BOOST_CHECK_EQUAL(f.ch.len(), 1u);
 }

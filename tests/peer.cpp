@@ -61,6 +61,7 @@
 #include <caf/actor_system.hpp>
 
 #include "job.hpp"
+#include "select_loop.hpp"
 #include "netchan/netchan.hpp"
 
 namespace {
@@ -120,33 +121,6 @@ int stream_with(netchan::node& n, const std::string& target, uint64_t count,
   return 0;
 }
 
-/// One thread of select-drain: selects over every channel still open.
-std::string select_until_closed(std::vector<netchan::receiver<uint64_t>> rxs,
-                                std::mutex& out) {
-  std::vector<size_t> open(rxs.size());
-  for (size_t i = 0; i < open.size(); ++i)
-    open[i] = i;
-  while (!open.empty()) {
-    std::vector<netchan::select_case> cases;
-    for (auto i : open)
-      cases.push_back(netchan::on_receive(rxs[i]));
-    auto r = netchan::select(std::move(cases));
-    if (r.index == netchan::no_case)
-      return netchan::to_string(r.error);
-    auto which = open[r.index];
-    if (netchan::is(r.error, netchan::errc::closed)) {
-      open.erase(open.begin() + static_cast<std::ptrdiff_t>(r.index));
-      continue;
-    }
-    auto v = r.value(rxs[which]);
-    if (!v)
-      return netchan::to_string(v.error());
-    std::lock_guard<std::mutex> guard{out};
-    std::cout << "got " << which << ' ' << *v << std::endl;
-  }
-  return {};
-}
-
 int select_drain(netchan::node& n, const std::vector<std::string>& sources,
                  size_t threads) {
   std::vector<netchan::receiver<uint64_t>> rxs;
@@ -161,8 +135,12 @@ int select_drain(netchan::node& n, const std::vector<std::string>& sources,
   std::vector<std::string> errors(threads);
   std::vector<std::thread> selectors;
   for (size_t t = 0; t < threads; ++t)
-    selectors.emplace_back(
-      [&, t] { errors[t] = select_until_closed(rxs, out); });
+    selectors.emplace_back([&, t] {
+      errors[t] = test::select_until_closed(rxs, [&](size_t i, uint64_t v) {
+        std::lock_guard<std::mutex> guard{out};
+        std::cout << "got " << i << ' ' << v << std::endl;
+      });
+    });
   for (auto& t : selectors)
     t.join();
   for (auto& e : errors)

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "nodes.hpp"
+#include "select_loop.hpp"
 
 using namespace std::chrono_literals;
 
@@ -235,25 +236,10 @@ struct cluster_fixture : test::cluster {
 std::vector<std::pair<size_t, uint64_t>>
 select_until_closed(std::vector<netchan::receiver<uint64_t>> rxs) {
   std::vector<std::pair<size_t, uint64_t>> got;
-  std::vector<size_t> open(rxs.size());
-  for (size_t i = 0; i < open.size(); ++i)
-    open[i] = i;
-  while (!open.empty()) {
-    std::vector<netchan::select_case> cases;
-    for (auto i : open)
-      cases.push_back(on_receive(rxs[i]));
-    auto r = netchan::select(std::move(cases));
-    if (r.index == netchan::no_case)
-      throw std::runtime_error(netchan::to_string(r.error));
-    auto which = open[r.index];
-    if (r.error) {
-      if (!netchan::is(r.error, netchan::errc::closed))
-        throw std::runtime_error(netchan::to_string(r.error));
-      open.erase(open.begin() + static_cast<std::ptrdiff_t>(r.index));
-      continue;
-    }
-    got.emplace_back(which, *r.value(rxs[which]));
-  }
+  auto err = test::select_until_closed(
+    rxs, [&](size_t i, uint64_t v) { got.emplace_back(i, v); });
+  if (!err.empty())
+    throw std::runtime_error(err);
   return got;
 }
 
