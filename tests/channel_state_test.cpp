@@ -66,15 +66,17 @@ struct recorder : channel_callee {
     return name(who) + "#" + std::to_string(op);
   }
 
-  void sent(const party_id& to, uint64_t op, caf::error err) override {
+  void sent(const party_id& to, uint64_t op, reply&,
+            caf::error err) override {
     say("sent " + op_of(to, op) + " " + errc_name(err));
   }
-  void received(const party_id& to, uint64_t op, envelope v) override {
+  void received(const party_id& to, uint64_t op, reply&,
+                envelope v) override {
     last_lease[name(to)] = v.lease;
     say("received " + op_of(to, op) + " " + text(v)
         + (v.redelivered ? " redelivered" : ""));
   }
-  void received_many(const party_id& to, uint64_t op,
+  void received_many(const party_id& to, uint64_t op, reply&,
                      std::vector<envelope> vs) override {
     std::string line = "received " + op_of(to, op);
     for (auto& v : vs) {
@@ -83,15 +85,15 @@ struct recorder : channel_callee {
     }
     say(line);
   }
-  void receive_failed(const party_id& to, uint64_t op,
+  void receive_failed(const party_id& to, uint64_t op, reply&,
                       caf::error err) override {
     say("received " + op_of(to, op) + " " + errc_name(err));
   }
-  void credited(const party_id& to, uint64_t op, uint64_t granted,
+  void credited(const party_id& to, uint64_t op, reply&, uint64_t granted,
                 uint64_t) override {
     say("credited " + op_of(to, op) + " " + std::to_string(granted));
   }
-  void credit_failed(const party_id& to, uint64_t op,
+  void credit_failed(const party_id& to, uint64_t op, reply&,
                      caf::error err) override {
     say("credited " + op_of(to, op) + " " + errc_name(err));
   }
@@ -209,19 +211,19 @@ struct fixture {
   uint64_t put(const party_id& from, const std::string& payload,
                put_mode mode = put_mode::park) {
     auto op = next_op++;
-    ch.put(from, op, value(from, payload), mode);
+    ch.put(from, op, value(from, payload), mode, reply{});
     return op;
   }
 
   uint64_t get(const party_id& from, bool may_park = true) {
     auto op = next_op++;
-    ch.get(from, op, false, 1, may_park);
+    ch.get(from, op, false, 1, may_park, reply{});
     return op;
   }
 
   uint64_t reserve(const party_id& from, uint64_t want, bool urgent = true) {
     auto op = next_op++;
-    ch.reserve(from, op, want, urgent, from.id());
+    ch.reserve(from, op, want, urgent, from.id(), reply{});
     return op;
   }
 
@@ -497,7 +499,7 @@ uint64_t put_across_a_resume(fixture& f) {
   f.heard();
   // The same operation again, with the same value and sequence number.
   f.ch.put(f.A, p, envelope{"item", f.A.id(), 1, false, 0, {'x'}},
-           put_mode::park);
+           put_mode::park, reply{});
   return p;
 }
 

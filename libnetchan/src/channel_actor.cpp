@@ -2,13 +2,12 @@
 // semantics, channel/channel_state.hpp). One handler per message, each one
 // line into the state; what the state decides to say goes out through the
 // channel_callee below. The actor's own business: who sent the message
-// being handled, the response promises of requests that wait, monitoring
-// parties, and the timer of a broken link's resume window.
+// being handled, response promises (made here, kept by the state with the
+// operation that waits, delivered here), monitoring parties, and the timer
+// of a broken link's resume window.
 
 #include "channel_actor.hpp"
 
-#include <map>
-#include <optional>
 #include <utility>
 
 #include <caf/actor_system.hpp>
@@ -25,54 +24,6 @@ namespace netchan::detail {
 namespace {
 
 using expire_atom = caf::atom_constant<caf::atom("nc_expire")>;
-
-/// Response promises of waiting requests, by requester and operation id.
-/// The request being handled is kept apart: most are answered before their
-/// handler returns and never need a map entry.
-class promises {
-public:
-  using key = std::pair<party_id, uint64_t>;
-
-  /// The handler of request `k` starts; `rp` answers it.
-  void begin(key k, caf::response_promise rp) {
-    current_.emplace(std::move(k), std::move(rp));
-  }
-
-  /// The handler ends: an unanswered request waits under its key (a
-  /// re-issued request replaces the promise of the one it repeats).
-  void end() {
-    if (current_)
-      waiting_.insert_or_assign(std::move(current_->first),
-                                std::move(current_->second));
-    current_.reset();
-  }
-
-  template <class... Ts>
-  void deliver(const party_id& who, uint64_t op, Ts&&... xs) {
-    if (current_ && current_->first.first == who
-        && current_->first.second == op) {
-      current_->second.deliver(std::forward<Ts>(xs)...);
-      current_.reset();
-      return;
-    }
-    auto i = waiting_.find(key{who, op});
-    if (i == waiting_.end())
-      return;
-    i->second.deliver(std::forward<Ts>(xs)...);
-    waiting_.erase(i);
-  }
-
-  /// The owner is going: nobody may be left waiting.
-  void fail_all(const caf::error& err) {
-    for (auto& [k, rp] : waiting_)
-      rp.deliver(err);
-    waiting_.clear();
-  }
-
-private:
-  std::optional<std::pair<key, caf::response_promise>> current_;
-  std::map<key, caf::response_promise> waiting_;
-};
 
 class channel_actor : public caf::event_based_actor, private channel_callee {
 public:
@@ -93,17 +44,18 @@ public:
   caf::behavior make_behavior() override {
     return {
       [this](put_atom, uint64_t op, envelope& value, uint8_t mode) {
-        waiting(puts_, op, [&](auto& who) {
-          state_.put(who, op, std::move(value), static_cast<put_mode>(mode));
-        });
+        // make_response_promise() takes the sender out of the message.
+        auto from = who();
+        state_.put(from, op, std::move(value), static_cast<put_mode>(mode),
+                   make_response_promise());
       },
       [this](get_atom, uint64_t op, bool may_park) {
-        waiting(gets_, op,
-                [&](auto& who) { state_.get(who, op, false, 1, may_park); });
+        auto from = who();
+        state_.get(from, op, false, 1, may_park, make_response_promise());
       },
       [this](get_many_atom, uint64_t op, uint64_t max, bool may_park) {
-        waiting(gets_, op,
-                [&](auto& who) { state_.get(who, op, true, max, may_park); });
+        auto from = who();
+        state_.get(from, op, true, max, may_park, make_response_promise());
       },
       [this](put_batch_atom, std::vector<envelope>& values) {
         state_.put_batch(who(), values);
@@ -129,10 +81,10 @@ public:
       [this](stats_atom) { return state_.stats(); },
       [this](check_atom) { return state_.invariant_violation(); },
       [this](reserve_atom, uint64_t want, bool urgent, uint64_t sender_id) {
-        auto op = next_credit_op_++;
-        waiting(credits_, op, [&](auto& who) {
-          state_.reserve(who, op, want, urgent, sender_id);
-        });
+        // Credit requests carry no operation id: none is needed to answer.
+        auto from = who();
+        state_.reserve(from, 0, want, urgent, sender_id,
+                       make_response_promise());
       },
       [this](hurry_atom) { state_.hurry(who()); },
       [this](unread_atom, const std::vector<uint64_t>& ids) {
@@ -162,24 +114,11 @@ public:
   }
 
   void on_exit() override {
+    // CAF 0.17 has no broken-promise error: answer everyone still waiting.
     state_.shut_down();
-    // CAF 0.17 has no broken-promise error: nobody may be left waiting.
-    auto gone = make_error(errc::peer_down, "the channel's owner shut down");
-    for (auto* p : {&puts_, &gets_, &credits_})
-      p->fail_all(gone);
   }
 
 private:
-  /// Runs a request's handler with its promise at hand.
-  template <class F>
-  void waiting(promises& p, uint64_t op, F handle) {
-    // make_response_promise() takes the sender out of the current message.
-    auto from = who();
-    p.begin({from, op}, make_response_promise());
-    handle(from);
-    p.end();
-  }
-
   static caf::result<ok_atom> ok_or(caf::error err) {
     if (err)
       return err;
@@ -197,36 +136,39 @@ private:
 
   // -- channel_callee ----------------------------------------------------------
 
-  void sent(const party_id& to, uint64_t op, caf::error err) override {
+  // Verdicts: the promise says where they go.
+
+  void sent(const party_id&, uint64_t, reply& rp, caf::error err) override {
     if (err)
-      puts_.deliver(to, op, std::move(err));
+      rp.deliver(std::move(err));
     else
-      puts_.deliver(to, op, ok_atom::value);
+      rp.deliver(ok_atom::value);
   }
 
-  void received(const party_id& to, uint64_t op, envelope value) override {
+  void received(const party_id&, uint64_t, reply& rp,
+                envelope value) override {
     auto lease = value.lease;
-    gets_.deliver(to, op, lease, std::move(value));
+    rp.deliver(lease, std::move(value));
   }
 
-  void received_many(const party_id& to, uint64_t op,
+  void received_many(const party_id&, uint64_t, reply& rp,
                      std::vector<envelope> values) override {
-    gets_.deliver(to, op, std::move(values));
+    rp.deliver(std::move(values));
   }
 
-  void receive_failed(const party_id& to, uint64_t op,
+  void receive_failed(const party_id&, uint64_t, reply& rp,
                       caf::error err) override {
-    gets_.deliver(to, op, std::move(err));
+    rp.deliver(std::move(err));
   }
 
-  void credited(const party_id& to, uint64_t op, uint64_t granted,
+  void credited(const party_id&, uint64_t, reply& rp, uint64_t granted,
                 uint64_t last_seq) override {
-    credits_.deliver(to, op, granted, last_seq);
+    rp.deliver(granted, last_seq);
   }
 
-  void credit_failed(const party_id& to, uint64_t op,
+  void credit_failed(const party_id&, uint64_t, reply& rp,
                      caf::error err) override {
-    credits_.deliver(to, op, std::move(err));
+    rp.deliver(std::move(err));
   }
 
   void refuse(const party_id& to, uint64_t seq, caf::error err) override {
@@ -275,11 +217,6 @@ private:
 
   caf::timespan resume_timeout_;
   channel_state state_;
-  promises puts_;
-  promises gets_;
-  promises credits_;
-  /// Credit requests carry no operation id: they get one here.
-  uint64_t next_credit_op_ = 1;
 };
 
 } // namespace

@@ -5,8 +5,10 @@
 // decides through this interface, as CAF's basp::instance talks to its
 // middleman through basp::instance::callee.
 //
-// Verdicts of requests name the requester and its operation id; the host
-// keeps the response promise. One-way messages name their receiver. A
+// Verdicts of requests name the requester and its operation id, and carry
+// the reply the host handed in with the request (the channel keeps it while
+// the operation waits; to the channel it is an opaque value, and a test's
+// host may hand in empty ones). One-way messages name their receiver. A
 // party is an endpoint or a selector, known by its actor address.
 
 #include <cstdint>
@@ -14,6 +16,7 @@
 
 #include <caf/actor_addr.hpp>
 #include <caf/error.hpp>
+#include <caf/response_promise.hpp>
 
 #include "netchan/envelope.hpp"
 #include "protocol.hpp"
@@ -22,6 +25,9 @@ namespace netchan::detail {
 
 using party_id = caf::actor_addr;
 
+/// How a request is answered: the host's response promise.
+using reply = caf::response_promise;
+
 class channel_callee {
 public:
   virtual ~channel_callee() = default;
@@ -29,29 +35,29 @@ public:
   // -- verdicts of requests --------------------------------------------------
 
   /// A put ended: delivered or accepted (empty `err`), or refused.
-  virtual void sent(const party_id& to, uint64_t op, caf::error err) = 0;
+  virtual void sent(const party_id& to, uint64_t op, reply& rp, caf::error err) = 0;
 
   /// A get got its value, leased (the lease id is in `value.lease`).
-  virtual void received(const party_id& to, uint64_t op, envelope value) = 0;
+  virtual void received(const party_id& to, uint64_t op, reply& rp, envelope value) = 0;
 
   /// A get_many got its values, each leased.
-  virtual void received_many(const party_id& to, uint64_t op,
+  virtual void received_many(const party_id& to, uint64_t op, reply& rp,
                              std::vector<envelope> values)
     = 0;
 
   /// A get or get_many failed (closed, would_block, timeout, ...).
-  virtual void receive_failed(const party_id& to, uint64_t op,
+  virtual void receive_failed(const party_id& to, uint64_t op, reply& rp,
                               caf::error err)
     = 0;
 
   /// A credit request got `granted` slots; `last_seq` is the highest
   /// sequence number of the sender the channel has.
-  virtual void credited(const party_id& to, uint64_t op, uint64_t granted,
+  virtual void credited(const party_id& to, uint64_t op, reply& rp, uint64_t granted,
                         uint64_t last_seq)
     = 0;
 
   /// A credit request failed (closed, invalid_argument).
-  virtual void credit_failed(const party_id& to, uint64_t op, caf::error err)
+  virtual void credit_failed(const party_id& to, uint64_t op, reply& rp, caf::error err)
     = 0;
 
   // -- one-way messages ------------------------------------------------------

@@ -20,27 +20,27 @@ channel_state::channel_state(channel_spec spec, channel_callee& out)
 // -- sending ------------------------------------------------------------------
 
 void channel_state::put(const party_id& from, uint64_t op, envelope value,
-                        put_mode mode) {
+                        put_mode mode, reply rp) {
   auto& p = watch(from);
   if (p.reissued.erase(op) != 0) {
     // Sent again after a resume: if we hold it still, its verdict goes to
     // the new request; if we accepted it meanwhile, it is done.
-    if (adopt(from, op))
+    if (adopt(from, op, rp))
       return;
     if (is_duplicate(value)) {
-      out_.sent(from, op, caf::error{});
+      out_.sent(from, op, rp, caf::error{});
       return;
     }
   }
   auto reserved = mode == put_mode::reserved;
   if (auto err = admit(value, reserved)) {
     ++stats_.returned;
-    out_.sent(from, op, std::move(err));
+    out_.sent(from, op, rp, std::move(err));
     return;
   }
   if (reserved) {
     if (p.credit == 0) {
-      out_.sent(from, op,
+      out_.sent(from, op, rp,
                 make_error(errc::invalid_argument,
                            "a reserved send arrived without credit"));
       return;
@@ -50,26 +50,26 @@ void channel_state::put(const party_id& from, uint64_t op, envelope value,
   }
   if (is_duplicate(value)) {
     ++stats_.duplicates;
-    out_.sent(from, op, caf::error{});
+    out_.sent(from, op, rp, caf::error{});
     return;
   }
   waiting_send s{from, op, std::move(value), mode == put_mode::try_once,
-                 via::request};
+                 via::request, std::move(rp)};
   // At capacity 0, a plain receiver first: a select's would need a claim.
   auto r = spec_.capacity == 0 ? first_plain(recvq_) : recvq_.end();
   if (reserved || (spec_.capacity > 0 && free_slots() > 0)) {
     // Reserved: the slot was ours already; it moves to the buffer.
     accept(s);
     push(std::move(s.value), true);
-    out_.sent(from, op, caf::error{});
+    out_.sent(from, op, s.rp, caf::error{});
   } else if (r != recvq_.end()) {
     accept(s);
-    auto receiver = *r;
+    auto receiver = std::move(*r);
     recvq_.erase(r);
     auto copy = s.value; // the sender keeps its copy until taken
     hand_over(receiver, std::move(copy), false, std::move(s));
   } else if (s.is_try) {
-    out_.sent(from, op, make_error(errc::would_block));
+    out_.sent(from, op, s.rp, make_error(errc::would_block));
   } else {
     sendq_.push_back(std::move(s));
   }
@@ -113,11 +113,12 @@ void channel_state::put_batch(const party_id& from,
 // -- receiving ----------------------------------------------------------------
 
 void channel_state::get(const party_id& from, uint64_t op, bool many,
-                        uint64_t max, bool may_park) {
+                        uint64_t max, bool may_park, reply rp) {
   watch(from);
-  waiting_receive r{from, op, many, std::max<uint64_t>(max, 1), via::request};
+  waiting_receive r{from, op, many, std::max<uint64_t>(max, 1), via::request,
+                    std::move(rp)};
   if (many && spec_.capacity == 0) {
-    out_.receive_failed(from, op,
+    out_.receive_failed(from, op, r.rp,
                         make_error(errc::invalid_argument,
                                    "batch receives need capacity >= 1"));
   } else if (!buffer_.empty()) {
@@ -132,11 +133,11 @@ void channel_state::get(const party_id& from, uint64_t op, bool many,
     auto copy = s.value;
     hand_over(r, std::move(copy), false, std::move(s));
   } else if (drained()) {
-    out_.receive_failed(from, op, closed_error());
+    out_.receive_failed(from, op, r.rp, closed_error());
   } else if (!may_park) {
-    out_.receive_failed(from, op, make_error(errc::would_block));
+    out_.receive_failed(from, op, r.rp, make_error(errc::would_block));
   } else {
-    recvq_.push_back(r);
+    recvq_.push_back(std::move(r));
     dispatch(); // a select's send offer may be waiting for it
   }
 }
@@ -196,7 +197,7 @@ void channel_state::withdraw(const party_id& from, uint64_t op) {
   if (auto i = std::find_if(recvq_.begin(), recvq_.end(), same);
       i != recvq_.end()) {
     if (i->how != via::offer)
-      out_.receive_failed(from, op, timeout_error());
+      out_.receive_failed(from, op, i->rp, timeout_error());
     recvq_.erase(i);
     dispatch(); // a closed channel may now count as drained
     return;
@@ -226,7 +227,7 @@ caf::error channel_state::close() {
       l.sender_gave_up = closed_error();
   // Credit granted before the close stays valid; waiting for more ends.
   for (auto& c : creditq_)
-    out_.credit_failed(c.from, c.op, closed_error());
+    out_.credit_failed(c.from, c.op, c.rp, closed_error());
   creditq_.clear();
   for (auto& [who, p] : parties_)
     set_streaming(p, false);
@@ -244,31 +245,32 @@ caf::error channel_state::close() {
 // -- credit -------------------------------------------------------------------
 
 void channel_state::reserve(const party_id& from, uint64_t op, uint64_t want,
-                            bool urgent, uint64_t sender_id) {
+                            bool urgent, uint64_t sender_id, reply rp) {
   auto& p = watch(from);
   if (closed_) {
-    out_.credit_failed(from, op, closed_error());
+    out_.credit_failed(from, op, rp, closed_error());
     return;
   }
   if (spec_.capacity == 0) {
-    out_.credit_failed(from, op,
+    out_.credit_failed(from, op, rp,
                        make_error(errc::invalid_argument,
                                   "a capacity-0 channel has no slots to "
                                   "reserve"));
     return;
   }
   if (want == 0) {
-    out_.credited(from, op, 0, last_seq_of(sender_id));
+    out_.credited(from, op, rp, 0, last_seq_of(sender_id));
     return;
   }
   set_streaming(p, true);
   p.window = want;
   p.sender_id = sender_id;
   if (creditq_.empty() && free_slots() > 0) {
-    out_.credited(from, op, grant(from, want), last_seq_of(sender_id));
+    out_.credited(from, op, rp, grant(from, want), last_seq_of(sender_id));
     return;
   }
-  creditq_.push_back(waiting_credit{from, op, want, urgent, sender_id});
+  creditq_.push_back(
+    waiting_credit{from, op, want, urgent, sender_id, std::move(rp)});
 }
 
 void channel_state::hurry(const party_id& from) {
@@ -576,7 +578,7 @@ void channel_state::serve_credit() {
   while (first_credit_servable()) {
     auto c = std::move(creditq_.front());
     creditq_.pop_front();
-    out_.credited(c.from, c.op, grant(c.from, c.want),
+    out_.credited(c.from, c.op, c.rp, grant(c.from, c.want),
                   last_seq_of(c.sender_id));
   }
 }
@@ -616,7 +618,7 @@ void channel_state::wake_drained() {
     if (r.how == via::offer)
       out_.offer_answer(r.from, r.op, offer_state::failed, closed_error());
     else
-      out_.receive_failed(r.from, r.op, closed_error());
+      out_.receive_failed(r.from, r.op, r.rp, closed_error());
   }
   recvq_.clear();
 }
@@ -637,19 +639,20 @@ envelope channel_state::lease_out(const party_id& holder, envelope value,
 }
 
 /// Hands `value` to the waiting receiver `r` as a new lease.
-void channel_state::hand_over(const waiting_receive& r, envelope value,
+void channel_state::hand_over(waiting_receive& r, envelope value,
                               bool counted,
                               std::optional<waiting_send> sender) {
   auto copy = lease_out(r.from, std::move(value), counted, std::move(sender));
   if (r.many)
-    out_.received_many(r.from, r.op, std::vector<envelope>{std::move(copy)});
+    out_.received_many(r.from, r.op, r.rp,
+                       std::vector<envelope>{std::move(copy)});
   else
-    out_.received(r.from, r.op, std::move(copy));
+    out_.received(r.from, r.op, r.rp, std::move(copy));
   test_hook::reached("owner-handed");
 }
 
 /// Hands buffered values to `r`: one, or up to `r.max` for a batch.
-void channel_state::serve(const waiting_receive& r) {
+void channel_state::serve(waiting_receive& r) {
   if (!r.many) {
     auto s = pop_front();
     hand_over(r, std::move(s.value), s.counted, std::nullopt);
@@ -662,7 +665,7 @@ void channel_state::serve(const waiting_receive& r) {
                             std::nullopt));
   }
   auto handed = out.size();
-  out_.received_many(r.from, r.op, std::move(out));
+  out_.received_many(r.from, r.op, r.rp, std::move(out));
   for (size_t i = 0; i < handed; ++i)
     test_hook::reached("owner-handed");
 }
@@ -762,28 +765,33 @@ void channel_state::accept(const waiting_send& s) {
 }
 
 /// The verdict of a send: to its request, or to its selector.
-void channel_state::answer(const waiting_send& s, caf::error err) {
+void channel_state::answer(waiting_send& s, caf::error err) {
   if (s.how == via::selector)
     out_.offer_done(s.from, s.op, std::move(err));
   else
-    out_.sent(s.from, s.op, std::move(err));
+    out_.sent(s.from, s.op, s.rp, std::move(err));
 }
 
 /// A put sent again after a resume that we still hold (waiting, in a claim,
 /// or in flight to a receiver at capacity 0): its verdict now answers the
-/// new request, which the host keeps under the same operation id.
-bool channel_state::adopt(const party_id& from, uint64_t op) {
+/// new request (`rp`).
+bool channel_state::adopt(const party_id& from, uint64_t op, reply& rp) {
   auto same = [&](const waiting_send& s) {
     return s.from == from && s.op == op && s.how == via::request;
   };
-  if (std::any_of(sendq_.begin(), sendq_.end(), same))
+  auto take_over = [&](waiting_send& s) {
+    s.rp = std::move(rp);
     return true;
+  };
+  for (auto& s : sendq_)
+    if (same(s))
+      return take_over(s);
   for (auto& [id, c] : claims_)
     if (c.put && same(*c.put))
-      return true;
+      return take_over(*c.put);
   for (auto& [id, l] : leases_)
     if (l.sender && same(*l.sender))
-      return true;
+      return take_over(*l.sender);
   return false;
 }
 
@@ -910,15 +918,15 @@ void channel_state::shut_down() {
       answer(s, gone);
   for (auto& r : recvq_)
     if (r.how != via::offer)
-      out_.receive_failed(r.from, r.op, gone);
+      out_.receive_failed(r.from, r.op, r.rp, gone);
   for (auto& [id, c] : claims_) {
     if (c.put && c.put->how != via::offer)
       answer(*c.put, gone);
     if (c.get && c.get->how != via::offer)
-      out_.receive_failed(c.get->from, c.get->op, gone);
+      out_.receive_failed(c.get->from, c.get->op, c.get->rp, gone);
   }
   for (auto& c : creditq_)
-    out_.credit_failed(c.from, c.op, gone);
+    out_.credit_failed(c.from, c.op, c.rp, gone);
   for (auto& [id, l] : leases_)
     if (l.sender)
       answer(*l.sender,

@@ -82,6 +82,7 @@ struct waiting_send {
   /// A try_send: never waits.
   bool is_try = false;
   via how = via::request;
+  reply rp;
 };
 
 /// A receiver waiting in the receive queue (or inside a claim).
@@ -92,6 +93,7 @@ struct waiting_receive {
   bool many = false;
   uint64_t max = 1;
   via how = via::request;
+  reply rp;
 };
 
 /// A sender endpoint waiting for credit (capacity N >= 1).
@@ -102,6 +104,7 @@ struct waiting_credit {
   /// A caller is blocked: the first free slot will do.
   bool urgent = false;
   uint64_t sender_id = 0;
+  reply rp;
 };
 
 /// A value in the buffer. `counted` is false only for a capacity-0 value
@@ -201,7 +204,8 @@ public:
 
   /// (put): a value to deliver; waits for a slot or, at capacity 0, a
   /// receiver, unless `mode` says otherwise. Verdict: sent().
-  void put(const party_id& from, uint64_t op, envelope value, put_mode mode);
+  void put(const party_id& from, uint64_t op, envelope value, put_mode mode,
+           reply rp);
 
   /// (put_batch): values sent on credit, each on one slot reserved for the
   /// sender, so each is taken even if the channel closed after the grant.
@@ -212,7 +216,7 @@ public:
   /// (get) / (get_many): a value, or up to `max`. Verdict: received(),
   /// received_many() or receive_failed().
   void get(const party_id& from, uint64_t op, bool many, uint64_t max,
-           bool may_park);
+           bool may_park, reply rp);
 
   /// (take): the receiver has the value; a capacity-0 sender is released
   /// now, in the same step that records the hand-off.
@@ -246,7 +250,7 @@ public:
   /// if `urgent`, else a chunk); registers the sender as streaming.
   /// Verdict: credited() or credit_failed().
   void reserve(const party_id& from, uint64_t op, uint64_t want, bool urgent,
-               uint64_t sender_id);
+               uint64_t sender_id, reply rp);
 
   /// (hurry): the party's waiting credit request became urgent.
   void hurry(const party_id& from);
@@ -317,9 +321,9 @@ private:
 
   envelope lease_out(const party_id& holder, envelope value, bool counted,
                      std::optional<waiting_send> sender);
-  void hand_over(const waiting_receive& r, envelope value, bool counted,
+  void hand_over(waiting_receive& r, envelope value, bool counted,
                  std::optional<waiting_send> sender);
-  void serve(const waiting_receive& r);
+  void serve(waiting_receive& r);
   bool end_lease(uint64_t id, bool requeue);
   void give_back(std::map<uint64_t, lease>::iterator i,
                  bool maybe_seen = true);
@@ -333,8 +337,8 @@ private:
   caf::error admit(const envelope& value, bool reserved = false) const;
   bool is_duplicate(const envelope& value) const;
   void accept(const waiting_send& s);
-  void answer(const waiting_send& s, caf::error err);
-  bool adopt(const party_id& from, uint64_t op);
+  void answer(waiting_send& s, caf::error err);
+  bool adopt(const party_id& from, uint64_t op, reply& rp);
   uint64_t last_seq_of(uint64_t sender_id) const;
   uint64_t grant(const party_id& to, uint64_t want);
 

@@ -24,7 +24,7 @@ void channel_state::offer_get(const party_id& selector, uint64_t op,
     out_.offer_answer(selector, op, offer_state::failed, closed_error());
     return;
   }
-  recvq_.push_back(waiting_receive{selector, op, false, 1, via::offer});
+  recvq_.push_back(waiting_receive{selector, op, false, 1, via::offer, {}});
   first_answer(selector, op, false, may_park);
 }
 
@@ -38,7 +38,7 @@ void channel_state::offer_put(const party_id& selector, uint64_t op,
   }
   value.seq = 0; // a select's value is not in its sender's sequence
   sendq_.push_back(
-    waiting_send{selector, op, std::move(value), false, via::offer});
+    waiting_send{selector, op, std::move(value), false, via::offer, {}});
   first_answer(selector, op, true, may_park);
 }
 
@@ -183,7 +183,7 @@ void channel_state::abandon_claim(uint64_t id, const party_id& refuser,
     }
   }
   if (c.get && !refusing(*c.get))
-    recvq_.push_front(*c.get);
+    recvq_.push_front(std::move(*c.get));
   if (c.value) {
     claimed_slots_ -= c.value->counted ? 1 : 0;
     push_front(std::move(c.value->value), c.value->counted);
