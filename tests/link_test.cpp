@@ -115,6 +115,13 @@ start_sender(const std::string& to, uint64_t count,
 
 struct fixture : test::cluster {};
 
+/// The owner's counters and queues, for a failure message.
+template <class T>
+std::string owner_stats(const netchan::receiver<T>& rx) {
+  auto st = rx.stats();
+  return st ? caf::deep_to_string(*st) : netchan::to_string(st.error());
+}
+
 } // namespace link_test
 
 using namespace link_test;
@@ -293,7 +300,9 @@ BOOST_AUTO_TEST_CASE(a_cut_during_the_redial_handshake_is_redialled) {
   relay.cut_handshakes(2, 300);
   relay.cut();
   auto summary = sender->wait_for("sent ", 120s);
-  BOOST_REQUIRE_MESSAGE(summary, "sender: " << sender->transcript());
+  BOOST_REQUIRE_MESSAGE(summary, "sender: " << sender->transcript()
+                                            << "; owner: "
+                                            << owner_stats(ch->second));
   BOOST_REQUIRE(b.wait_distinct(count, 60s));
   check_exactly_once_in_order(b, count);
   BOOST_CHECK_GE(relay.accepted(), before + 3); // two cut, one through

@@ -48,6 +48,9 @@
 //     failed otherwise.
 //
 // TYPE is one of: int, u64, str, job.
+//
+// NETCHAN_TEST_DIE_AT=POINT:K / NETCHAN_TEST_STOP_AT=POINT:K in its
+// environment kill or freeze it at a protocol point (tests/die_at.hpp).
 
 #include <atomic>
 #include <cstdint>
@@ -60,6 +63,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "die_at.hpp"
 #include "job.hpp"
 #include "select_loop.hpp"
 #include "netchan/netchan.hpp"
@@ -168,6 +172,7 @@ int stream_parallel(netchan::node& n, const std::string& target,
 } // namespace
 
 int main(int argc, char** argv) {
+  test::install_die_at();
   std::vector<std::string> own;
   std::vector<std::string> config_args;
   bool after_dashes = false;

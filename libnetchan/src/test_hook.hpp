@@ -1,13 +1,6 @@
 #pragma once
 
-// Deaths at exact protocol points, for the fault tests.
-//
-//   NETCHAN_TEST_DIE_AT=POINT:K    (or NETCHAN_TEST_STOP_AT=POINT:K)
-//
-// makes the process kill itself with SIGKILL (or freeze itself with
-// SIGSTOP) the K-th time it reaches POINT; a line "netchan: test hook:
-// dying at POINT:K" (or "stopping at") goes to stderr first.
-// Points:
+// Named points of the protocol where a test may act, for the fault tests:
 //   receive          a thread calls receive (any kind), before anything is
 //                    taken: the calls before it have returned their values
 //   holding-lease    receive_lease is about to hand a lease to its caller
@@ -15,11 +8,23 @@
 //   owner-accepted   a channel actor has made a sender's value its own
 //                    (buffered, or matched with a receiver at capacity 0)
 //   owner-handed     a channel actor has handed a value to a receiver
-// Without the variable a pass costs one check of an empty string.
+//
+// The library only names the points. Nothing happens at them unless a test
+// process installs a hook: netchan-test-peer does (tests/die_at.cpp, driven
+// by NETCHAN_TEST_DIE_AT=POINT:K or NETCHAN_TEST_STOP_AT=POINT:K, which kill
+// or freeze the process the K-th time it passes POINT). So the shipped
+// library reads no environment variable and cannot be told to kill itself;
+// a pass costs one load of a null pointer.
 
 namespace netchan::detail::test_hook {
 
-/// Counts a pass through `point`; dies here if it is the chosen one.
-void reached(const char* point);
+/// What runs at every point once installed.
+using hook = void (*)(const char* point);
+
+/// Installs `h` for every later pass (null: none). Test processes only.
+void install(hook h) noexcept;
+
+/// A pass through `point`: calls the installed hook, if any.
+void reached(const char* point) noexcept;
 
 } // namespace netchan::detail::test_hook

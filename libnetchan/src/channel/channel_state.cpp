@@ -403,6 +403,12 @@ void channel_state::gone(const party_id& who) {
 
 party& channel_state::watch(const party_id& who) {
   auto& p = parties_[who];
+  // After a broken link a remote party speaks through a new proxy: equal to
+  // the old one as a key, but the old one is dead. One-way messages (grant)
+  // go to the one it spoke through last.
+  if (caf::actor_cast<caf::actor_control_block*>(p.addr)
+      != caf::actor_cast<caf::actor_control_block*>(who))
+    p.addr = who;
   if (!p.watched && who) {
     p.watched = true;
     out_.watch(who);
@@ -606,7 +612,7 @@ void channel_state::top_up() {
     if (n == 0 || n < std::min(credit_chunk(), limit))
       continue;
     last_topped_up_ = to;
-    out_.grant(to, grant(to, n), last_seq_of(p.sender_id));
+    out_.grant(p.addr, grant(to, n), last_seq_of(p.sender_id));
   }
 }
 

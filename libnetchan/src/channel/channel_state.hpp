@@ -52,6 +52,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <caf/actor_cast.hpp>
 #include <caf/error.hpp>
 #include <caf/node_id.hpp>
 
@@ -154,6 +155,9 @@ struct claim {
 
 /// Everything the channel keeps for one party.
 struct party {
+  /// The address it spoke through last (the record's key is the first; a
+  /// remote party gets a new, equal proxy after a broken link).
+  party_id addr;
   /// The host tells us when it exits or its link breaks.
   bool watched = false;
   /// Slots reserved for it and not used yet.
