@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "directory.hpp"
+#include "node/directory.hpp"
 #include "fuzz.hpp"
 
 namespace {

@@ -18,12 +18,12 @@
 #include <caf/scheduler/test_coordinator.hpp>
 #include <caf/send.hpp>
 
-#include "channel_actor.hpp"
+#include "channel/channel_actor.hpp"
 #include "netchan/config.hpp"
 #include "netchan/envelope.hpp"
 #include "netchan/errc.hpp"
 #include "netchan/stats.hpp"
-#include "protocol.hpp"
+#include "wire/protocol.hpp"
 
 using namespace netchan;
 using namespace netchan::detail;
@@ -108,7 +108,7 @@ caf::behavior client_actor(caf::event_based_actor* self, caf::actor ch,
 /// "failed OP ERRC", "value OP PAYLOAD", "done OP ok|ERRC".
 using hearing = std::vector<std::string>;
 
-/// A selector whose every move the test makes (select.cpp has the real
+/// A selector whose every move the test makes (select/selector.cpp has the real
 /// one): it offers cases and answers claims only when told, and records
 /// what the owner says to it.
 caf::behavior scripted_selector(caf::event_based_actor* self, caf::actor ch,

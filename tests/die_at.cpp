@@ -7,7 +7,7 @@
 
 #include <unistd.h>
 
-#include "test_hook.hpp"
+#include "hook/test_hook.hpp"
 
 namespace test {
 

@@ -1,6 +1,6 @@
 // Failure semantics between processes: receivers, senders and owners die at
 // exact protocol points (NETCHAN_TEST_DIE_AT in a netchan-test-peer's
-// environment, tests/die_at.hpp; libnetchan/src/test_hook.hpp names them)
+// environment, tests/die_at.hpp; libnetchan/src/hook/test_hook.hpp names them)
 // or at a random moment, a receiver freezes, a channel closes under remote
 // users; and every value is accounted for (DESIGN.md, "Failure contract"):
 // received, returned with an error, lost with its owner's buffer (capacity

@@ -7,10 +7,11 @@
 // node's memory must stay within 64 MiB of where it started.
 //
 // What CAF 0.17.6 does with such connections (see README, "Limits", and
-// libnetchan/src/openssl_shim.cpp): it never times one out, and each keeps
-// its I/O thread busy polling for writes until the handshake ends. netchan
-// cuts unfinished handshakes after netchan.connect-timeout; the first test
-// raises that limit so that the attack lasts as long as the check does.
+// libnetchan/src/transport/openssl_shim.cpp): it never times one out, and
+// each keeps its I/O thread busy polling for writes until the handshake
+// ends. netchan cuts unfinished handshakes after netchan.connect-timeout;
+// the first test raises that limit so that the attack lasts as long as the
+// check does.
 #define BOOST_TEST_MODULE hostile
 #include <boost/test/unit_test.hpp>
 

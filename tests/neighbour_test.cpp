@@ -2,9 +2,9 @@
 // OpenSSL's per-thread error queue: a peer killed without TLS shutdown leaves
 // "unexpected eof" queued on the middleman thread, and the next would-block
 // read of another, healthy connection is taken as fatal (see
-// libnetchan/src/openssl_shim.cpp). Here one peer streams into this node
-// while another is connected and SIGKILLed 20 times in a row; the stream
-// must never drop or stall, and every value must arrive.
+// libnetchan/src/transport/openssl_shim.cpp). Here one peer streams into
+// this node while another is connected and SIGKILLed 20 times in a row; the
+// stream must never drop or stall, and every value must arrive.
 //
 // Without the fix (NETCHAN_UNSAFE_NO_SSL_QUEUE_FIX=1) this test fails.
 #define BOOST_TEST_MODULE neighbour

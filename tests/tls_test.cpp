@@ -24,7 +24,7 @@
 
 #include "netchan/errc.hpp"
 #include "pki.hpp"
-#include "tls.hpp"
+#include "transport/tls.hpp"
 
 using namespace std::chrono_literals;
 using netchan::detail::tls_files;

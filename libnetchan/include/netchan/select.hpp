@@ -10,7 +10,7 @@
 // (after every case has answered), as in Go. A case that does not fire
 // leaves no trace: a receive consumes nothing, a send delivers nothing (the
 // caller still has its value). The selector is the single commit point;
-// libnetchan/src/select.cpp describes the protocol.
+// libnetchan/src/select/selector.cpp describes the protocol.
 
 #include <cstddef>
 #include <vector>

@@ -19,7 +19,7 @@
 #include <caf/response_promise.hpp>
 
 #include "netchan/envelope.hpp"
-#include "protocol.hpp"
+#include "wire/protocol.hpp"
 
 namespace netchan::detail {
 

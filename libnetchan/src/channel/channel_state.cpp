@@ -9,7 +9,7 @@
 
 #include "netchan/errc.hpp"
 #include "netchan/link_event.hpp"
-#include "test_hook.hpp"
+#include "hook/test_hook.hpp"
 
 namespace netchan::detail {
 

@@ -27,7 +27,7 @@
 //
 // Waiting. One send queue and one receive queue, in arrival order, as
 // hchan's sendq and recvq. A select's case waits in them too (an offer):
-// it completes only after its selector grants a claim (select.cpp has the
+// it completes only after its selector grants a claim (select/selector.cpp has the
 // protocol), so when it comes up the channel sets aside what it needs (the
 // value, the slot, the counterpart) in a claim and asks.
 //
@@ -57,10 +57,10 @@
 #include <caf/node_id.hpp>
 
 #include "channel/callee.hpp"
-#include "channel_actor.hpp"
+#include "channel/channel_actor.hpp"
 #include "netchan/envelope.hpp"
 #include "netchan/stats.hpp"
-#include "protocol.hpp"
+#include "wire/protocol.hpp"
 
 namespace netchan::detail {
 

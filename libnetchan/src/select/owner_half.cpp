@@ -1,5 +1,5 @@
 // The owner half of select: a channel's side of the commit protocol whose
-// selector half is select.cpp (which describes the whole protocol). Here a
+// selector half is selector.cpp (which describes the whole protocol). Here a
 // select's case becomes an offer in the channel's own queues, a claim when
 // it comes up, and a commit or an abandonment when its selectors answer.
 //
@@ -13,7 +13,7 @@
 #include <algorithm>
 
 #include "channel/channel_state.hpp"
-#include "test_hook.hpp"
+#include "hook/test_hook.hpp"
 
 namespace netchan::detail {
 

@@ -49,7 +49,7 @@
 // library loaded after libssl, libssl's definitions win and the function
 // reports false, so start-up can warn.
 
-#include "tls.hpp"
+#include "transport/tls.hpp"
 
 #include <atomic>
 #include <chrono>

@@ -6,7 +6,7 @@
 // operation that waits, delivered here), monitoring parties, and the timer
 // of a broken link's resume window.
 
-#include "channel_actor.hpp"
+#include "channel/channel_actor.hpp"
 
 #include <utility>
 
@@ -17,7 +17,7 @@
 #include "netchan/envelope.hpp"
 #include "netchan/errc.hpp"
 #include "netchan/stats.hpp"
-#include "protocol.hpp"
+#include "wire/protocol.hpp"
 
 namespace netchan::detail {
 

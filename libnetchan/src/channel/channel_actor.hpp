@@ -8,7 +8,7 @@
 #include <caf/timespan.hpp>
 
 #include "netchan/config.hpp"
-#include "directory.hpp"
+#include "node/directory.hpp"
 
 namespace netchan::detail {
 

@@ -1,4 +1,4 @@
-#include "tls.hpp"
+#include "transport/tls.hpp"
 
 #include <algorithm>
 #include <cerrno>

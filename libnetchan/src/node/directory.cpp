@@ -1,4 +1,4 @@
-#include "directory.hpp"
+#include "node/directory.hpp"
 
 #include <iostream>
 #include <map>
@@ -10,9 +10,9 @@
 #include <caf/node_id.hpp>
 #include <caf/openssl/manager.hpp>
 
-#include "channel_actor.hpp"
+#include "channel/channel_actor.hpp"
 #include "netchan/errc.hpp"
-#include "protocol.hpp"
+#include "wire/protocol.hpp"
 
 namespace netchan::detail {
 

@@ -60,7 +60,7 @@
 #include <caf/event_based_actor.hpp>
 
 #include "netchan/errc.hpp"
-#include "protocol.hpp"
+#include "wire/protocol.hpp"
 
 namespace netchan::detail {
 

@@ -23,10 +23,10 @@
 #include <caf/openssl/all.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "directory.hpp"
+#include "node/directory.hpp"
 #include "netchan/config.hpp"
 #include "netchan/errc.hpp"
-#include "tls.hpp"
+#include "transport/tls.hpp"
 
 namespace netchan {
 

@@ -94,7 +94,7 @@ using ok_atom = caf::atom_constant<caf::atom("nc_ok")>;
 /// (call, op_request, sync_slot): a blocking thread's operation. One-way.
 using call_atom = caf::atom_constant<caf::atom("nc_call")>;
 
-// -- select (libnetchan/src/select.cpp has the commit protocol) --------------
+// -- select (select/selector.cpp has the commit protocol) ---------------------
 
 /// (offer_get, op, may_park): a select's receive case. One-way; answered
 /// with offer_state, or a claim, or (after a granted claim) offer_value.

@@ -3,14 +3,14 @@
 #include <caf/actor_system.hpp>
 #include <caf/send.hpp>
 
-#include "channel_actor.hpp"
-#include "directory.hpp"
-#include "endpoint_actor.hpp"
+#include "channel/channel_actor.hpp"
+#include "node/directory.hpp"
+#include "endpoint/endpoint_actor.hpp"
 #include "netchan/config.hpp"
 #include "netchan/detail/endpoint.hpp"
 #include "netchan/errc.hpp"
-#include "protocol.hpp"
-#include "test_hook.hpp"
+#include "wire/protocol.hpp"
+#include "hook/test_hook.hpp"
 
 namespace netchan::detail {
 

@@ -32,8 +32,8 @@
 
 #include "netchan/config.hpp"
 #include "netchan/errc.hpp"
-#include "directory.hpp"
-#include "protocol.hpp"
+#include "node/directory.hpp"
+#include "wire/protocol.hpp"
 
 namespace netchan::detail {
 

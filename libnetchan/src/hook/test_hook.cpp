@@ -1,4 +1,4 @@
-#include "test_hook.hpp"
+#include "hook/test_hook.hpp"
 
 #include <atomic>
 

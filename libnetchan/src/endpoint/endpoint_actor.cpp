@@ -1,5 +1,5 @@
 // The endpoint actor: one per handle family. It turns a handle's operation
-// into the channel protocol (protocol.hpp), keeps the operation until the
+// into the channel protocol (wire/protocol.hpp), keeps the operation until the
 // channel actor's verdict arrives, withdraws it when its deadline passes, and
 // acknowledges received values. Later layers (credit, batching, prefetch,
 // resume) live here too: the channel actor stays the single judge.
@@ -16,7 +16,7 @@
 // `peer_down` after netchan.resume-timeout, or at once if the owner came
 // back as a new process.
 
-#include "endpoint_actor.hpp"
+#include "endpoint/endpoint_actor.hpp"
 
 #include <algorithm>
 #include <deque>
@@ -38,8 +38,8 @@
 #include <caf/message_id.hpp>
 
 #include "netchan/errc.hpp"
-#include "directory.hpp"
-#include "protocol.hpp"
+#include "node/directory.hpp"
+#include "wire/protocol.hpp"
 
 namespace netchan::detail {
 
