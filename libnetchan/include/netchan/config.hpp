@@ -76,7 +76,8 @@ public:
   /// waiting sends. Zero: a broken link ends the session at once.
   caf::timespan resume_timeout = std::chrono::seconds{30};
   /// The first redial after a link broke waits this long; each further one
-  /// waits twice as long, up to `reconnect_max`.
+  /// waits twice as long, up to `reconnect_max`. Each wait is drawn at
+  /// random from its upper half (jitter).
   caf::timespan reconnect_initial = std::chrono::milliseconds{100};
   caf::timespan reconnect_max = std::chrono::seconds{2};
   /// `host:port` of nodes to dial at start.
