@@ -110,8 +110,6 @@ using gap_over_atom = caf::atom_constant<caf::atom("nc_gapover")>;
 /// The endpoint's lifecycle (see the top of this file).
 enum class phase : uint8_t { resolving, linked, in_gap, gone };
 
-const char* to_string(phase p) noexcept;
-
 class endpoint_actor : public caf::event_based_actor {
 public:
   endpoint_actor(caf::actor_config& cfg, caf::actor channel, flow_ptr f,
@@ -134,11 +132,14 @@ private:
   /// Moves to `next` and takes on its behaviour.
   void enter(phase next);
 
-  /// The behaviour of the current phase, then what every phase handles.
+  /// The behaviour of phase `p`: its own handlers, then what every phase
+  /// handles. Resolving is waiting_state; in_gap is gap_timers, then
+  /// waiting_state.
   caf::behavior behavior_of(phase p);
-  caf::message_handler resolving_state();
+  /// Resolving or in a gap: operations and selects wait for the link.
+  caf::message_handler waiting_state();
+  caf::message_handler gap_timers();
   caf::message_handler linked_state();
-  caf::message_handler gap_state();
   caf::message_handler gone_state();
   caf::message_handler every_state();
 
@@ -215,6 +216,19 @@ private:
   }
 
   void post_self(const nudges& n);
+
+  /// Arms timer `atom` for idle_credit from now, once: while one is on its
+  /// way, later calls do nothing (a timer per batch costs the clock thread
+  /// a wake-up each; measured: thousands a second). It carries the flow
+  /// counter `count` reads, so that its handler sees whether anything
+  /// happened meanwhile.
+  template <class Atom, class Count>
+  void arm_once(bool& armed, Atom atom, Count count) {
+    if (armed)
+      return;
+    armed = true;
+    delayed_send(this, idle_credit, atom, locked(count));
+  }
 
   // -- sending on credit (credit.cpp) ------------------------------------------
 

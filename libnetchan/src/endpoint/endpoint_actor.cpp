@@ -18,20 +18,6 @@
 
 namespace netchan::detail {
 
-const char* to_string(phase p) noexcept {
-  switch (p) {
-    case phase::resolving:
-      return "resolving";
-    case phase::linked:
-      return "linked";
-    case phase::in_gap:
-      return "in_gap";
-    case phase::gone:
-      return "gone";
-  }
-  return "?";
-}
-
 namespace {
 
 uint64_t random_id() {
@@ -97,18 +83,18 @@ void endpoint_actor::enter(phase next) {
 caf::behavior endpoint_actor::behavior_of(phase p) {
   switch (p) {
     case phase::resolving:
-      return resolving_state().or_else(every_state());
+      return waiting_state().or_else(every_state());
     case phase::linked:
       return linked_state().or_else(every_state());
     case phase::in_gap:
-      return gap_state().or_else(every_state());
+      return gap_timers().or_else(waiting_state()).or_else(every_state());
     case phase::gone:
       break;
   }
   return gone_state().or_else(every_state());
 }
 
-caf::message_handler endpoint_actor::resolving_state() {
+caf::message_handler endpoint_actor::waiting_state() {
   return {
     [this](op_request& req) {
       wait_for_link(std::move(req), make_response_promise());
@@ -119,7 +105,8 @@ caf::message_handler endpoint_actor::resolving_state() {
     [this](channel_atom) -> caf::result<caf::actor> {
       auto rp = make_response_promise<caf::actor>();
       channel_waiters_.push_back(rp);
-      resolve();
+      if (phase_ == phase::resolving)
+        resolve();
       return rp;
     },
   };
@@ -144,19 +131,8 @@ caf::message_handler endpoint_actor::linked_state() {
   };
 }
 
-caf::message_handler endpoint_actor::gap_state() {
+caf::message_handler endpoint_actor::gap_timers() {
   return {
-    [this](op_request& req) {
-      wait_for_link(std::move(req), make_response_promise());
-    },
-    [this](call_atom, op_request& req, thread_reply_ptr& reply) {
-      wait_for_link(std::move(req), std::move(reply));
-    },
-    [this](channel_atom) -> caf::result<caf::actor> {
-      auto rp = make_response_promise<caf::actor>();
-      channel_waiters_.push_back(rp);
-      return rp;
-    },
     [this](redial_atom, uint64_t link) {
       if (link == link_)
         redial();

@@ -119,11 +119,8 @@ void endpoint_actor::fetched(uint64_t op,
 /// Values fetched ahead that this receiver leaves untaken go back to the
 /// channel, unflagged (they were never delivered), for other receivers.
 void endpoint_actor::schedule_unread_check() {
-  if (unread_check_armed_)
-    return;
-  unread_check_armed_ = true;
-  auto taken = locked([](flow& f) { return f.taken; });
-  delayed_send(this, idle_credit, unread_check_atom::value, taken);
+  arm_once(unread_check_armed_, unread_check_atom::value,
+           [](flow& f) { return f.taken; });
 }
 
 void endpoint_actor::return_unread(uint64_t taken_then) {
