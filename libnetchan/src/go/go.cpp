@@ -39,9 +39,6 @@ namespace netchan::detail {
 
 namespace {
 
-/// (hello, inbox channel actor, client id, capacity) -> ok.
-using hello_atom = caf::atom_constant<caf::atom("nc_hello")>;
-
 /// Where a listener's hello actor is found: hidden ('#'), never listed.
 constexpr const char* hello_name = "#netchan.hello";
 constexpr const char* hello_type = "netchan.hello";
@@ -213,7 +210,8 @@ start_listener(caf::actor_system& sys, const std::string& address,
       inboxes->erase(i);
     });
     return {
-      [weak, self, inboxes](hello_atom, caf::actor& inbox, uint64_t client,
+      [weak, self, inboxes](go_hello_atom, caf::actor& inbox,
+                            uint64_t client,
                             uint64_t capacity) -> caf::result<ok_atom> {
         auto st = weak.lock();
         if (!st)
@@ -278,7 +276,7 @@ caf::expected<dialed> dial_listener(caf::actor_system& sys,
     timeout = std::chrono::duration_cast<std::chrono::seconds>(
       cfg->request_timeout);
   self
-    ->request(std::get<0>(*hello), timeout, hello_atom::value,
+    ->request(std::get<0>(*hello), timeout, go_hello_atom::value,
               inbox_rx->local_channel(), out->first->sender_id(),
               static_cast<uint64_t>(inbox_rx->capacity()))
     .receive([](ok_atom) {}, [&](caf::error& e) { err = std::move(e); });
