@@ -24,6 +24,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "node/directory.hpp"
+#include "node/node_access.hpp"
 #include "netchan/config.hpp"
 #include "netchan/errc.hpp"
 #include "transport/tls.hpp"
@@ -173,9 +174,7 @@ public:
     return result;
   }
 
-  using resolved = std::tuple<caf::actor, std::string, uint64_t, uint64_t>;
-
-  caf::expected<resolved> resolve(const std::string& where) {
+  caf::expected<resolved_channel> resolve(const std::string& where) {
     auto addr = parse_channel_address(where);
     if (!addr)
       return std::move(addr.error());
@@ -183,13 +182,13 @@ public:
     if (!dir)
       return stopped();
     caf::scoped_actor self{sys_};
-    caf::expected<resolved> result{caf::error{}};
+    caf::expected<resolved_channel> result{caf::error{}};
     self->request(dir, resolve_timeout(), resolve_atom::value, where)
       .receive(
         [&](caf::actor& ch, std::string& type_name, uint64_t capacity,
             uint64_t owner_max) {
-          result = resolved{std::move(ch), std::move(type_name), capacity,
-                            owner_max};
+          result = resolved_channel{std::move(ch), std::move(type_name),
+                                    capacity, owner_max};
         },
         [&](caf::error& err) { result = explain(std::move(err), *addr); });
     return result;
@@ -468,25 +467,29 @@ void node::shutdown() {
   state_->shutdown();
 }
 
-void node::adopt(const std::string& id, caf::actor whom,
-                 const std::string& type_name) {
-  state_->adopt(id, std::move(whom), type_name);
+namespace detail {
+
+caf::expected<endpoint_pair> create_endpoints(node& n, const std::string& name,
+                                              const std::string& type_name,
+                                              size_t capacity) {
+  return node_access::state(n).create(name, type_name, capacity);
 }
 
-caf::expected<std::tuple<caf::actor, std::string, uint64_t, uint64_t>>
-node::resolve(const std::string& where) {
-  return state_->resolve(where);
+caf::expected<endpoint_pair> open_endpoints(node& n, const std::string& where,
+                                            const std::string& type_name) {
+  return node_access::state(n).open(where, type_name);
 }
 
-caf::expected<detail::endpoint_pair>
-node::create_impl(const std::string& name, const std::string& type_name,
-                  size_t capacity) {
-  return state_->create(name, type_name, capacity);
+void node_access::adopt(node& n, const std::string& id, caf::actor whom,
+                        const std::string& type_name) {
+  state(n).adopt(id, std::move(whom), type_name);
 }
 
-caf::expected<detail::endpoint_pair>
-node::open_impl(const std::string& where, const std::string& type_name) {
-  return state_->open(where, type_name);
+caf::expected<resolved_channel> node_access::resolve(node& n,
+                                                     const std::string& where) {
+  return state(n).resolve(where);
 }
+
+} // namespace detail
 
 } // namespace netchan
