@@ -33,21 +33,6 @@ namespace netchan {
 
 namespace detail {
 
-/// The directory's list of channel names ("a, b" or "(none)").
-std::vector<std::string> split_names(const std::string& names) {
-  std::vector<std::string> result;
-  if (names == "(none)")
-    return result;
-  size_t pos = 0;
-  for (;;) {
-    auto comma = names.find(", ", pos);
-    result.push_back(names.substr(pos, comma - pos));
-    if (comma == std::string::npos)
-      return result;
-    pos = comma + 2;
-  }
-}
-
 /// Why listening on host:port failed: CAF 0.17 says only "tcp socket
 /// creation failed", so try the bind ourselves to name the cause.
 std::string why_no_listen(const std::string& host, uint16_t port,
@@ -208,7 +193,7 @@ public:
                           where);
   }
 
-  caf::expected<std::string> dial(const std::string& host_port) {
+  caf::expected<std::vector<std::string>> dial(const std::string& host_port) {
     auto addr = parse_host_port(host_port);
     if (!addr)
       return std::move(addr.error());
@@ -216,9 +201,11 @@ public:
     if (!dir)
       return stopped();
     caf::scoped_actor self{sys_};
-    caf::expected<std::string> result{caf::error{}};
+    caf::expected<std::vector<std::string>> result{caf::error{}};
     self->request(dir, resolve_timeout(), dial_atom::value, host_port)
-      .receive([&](std::string& names) { result = std::move(names); },
+      .receive([&](std::vector<std::string>& names) {
+                 result = std::move(names);
+               },
                [&](caf::error& err) {
                  result = explain(std::move(err), *addr);
                });
@@ -299,7 +286,9 @@ public:
       return result;
     caf::scoped_actor self{sys_};
     self->request(dir, cfg_.request_timeout, list_atom::value)
-      .receive([&](const std::string& names) { result = split_names(names); },
+      .receive([&](std::vector<std::string>& names) {
+                 result = std::move(names);
+               },
                [](caf::error&) {});
     return result;
   }
@@ -449,10 +438,7 @@ std::string node::address() const {
 
 caf::expected<std::vector<std::string>>
 node::dial(const std::string& host_port) {
-  auto names = state_->dial(host_port);
-  if (!names)
-    return std::move(names.error());
-  return detail::split_names(*names);
+  return state_->dial(host_port);
 }
 
 std::vector<std::string> node::channels() const {

@@ -170,10 +170,11 @@ using lookup_atom = caf::atom_constant<caf::atom("nc_lookup")>;
 using resolve_atom = caf::atom_constant<caf::atom("nc_resolve")>;
 /// (address, "host:port"): where this node listens, once it does. One-way.
 using address_atom = caf::atom_constant<caf::atom("nc_addr")>;
-/// (dial, "host:port") -> names of that node's channels: connects to it
-/// (or uses the connection there is).
+/// (dial, "host:port") -> std::vector<std::string>: connects to that node
+/// (or uses the connection there is) and answers its list.
 using dial_atom = caf::atom_constant<caf::atom("nc_dial")>;
-/// (list) -> names of the hosted channels, comma-separated.
+/// (list) -> std::vector<std::string>: the names of the hosted channels
+/// (adopted ones, '#', are not listed).
 using list_atom = caf::atom_constant<caf::atom("nc_list")>;
 /// (hello, node_name): the first message of a node to a directory it
 /// dialled. A name seen before from another CAF node id means that node was
