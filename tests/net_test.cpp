@@ -172,6 +172,20 @@ BOOST_AUTO_TEST_CASE(an_unknown_channel_name_lists_the_nodes_channels) {
   require_error(ch.error(), netchan::errc::unknown_channel, "jobs, results");
 }
 
+BOOST_AUTO_TEST_CASE(dial_returns_the_channel_names_exactly_as_hosted) {
+  // Names a display string would garble: one with ", " inside, one that
+  // reads as "no channels".
+  peer p{{"--channel", "a, b:int:1", "--channel", "(none):int:1"},
+         listen_args()};
+  local_node me{client.args()};
+  auto names = me.get().dial("127.0.0.1:" + std::to_string(p.port));
+  if (!names)
+    BOOST_FAIL("dial: " << netchan::to_string(names.error()));
+  for (auto& name : *names)
+    BOOST_TEST_MESSAGE("listed: '" << name << "'");
+  BOOST_CHECK((*names == std::vector<std::string>{"(none)", "a, b"}));
+}
+
 BOOST_AUTO_TEST_CASE(opening_with_the_wrong_type_names_both_types) {
   peer p{{"--channel", "jobs:int:1"}, listen_args()};
   local_node me{client.args()};

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -15,18 +14,10 @@
 #include <caf/expected.hpp>
 
 #include "netchan/channel.hpp"
+#include "netchan/detail/node_core.hpp"
 #include "netchan/link_event.hpp"
 
 namespace netchan {
-
-namespace detail {
-
-class node_state;
-
-/// @private
-using endpoint_pair = std::pair<endpoint_ptr, endpoint_ptr>;
-
-} // namespace detail
 
 /// The netchan node of one actor system. Copies refer to the same node.
 /// Destroy every copy (or call `shutdown`) before the actor system.
@@ -55,7 +46,9 @@ public:
   template <class T>
   [[nodiscard]] caf::expected<std::pair<sender<T>, receiver<T>>>
   create(const std::string& name, size_t capacity = detail::default_capacity) {
-    return typed<T>(create_impl(name, element_type_name<T>(*sys_), capacity));
+    return typed<T>(detail::create_endpoints(*this, name,
+                                             element_type_name<T>(*sys_),
+                                             capacity));
   }
 
   /// Opens the channel at `where` ("host:port/name", this node's own address
@@ -63,7 +56,8 @@ public:
   template <class T>
   [[nodiscard]] caf::expected<std::pair<sender<T>, receiver<T>>>
   open(const std::string& where) {
-    return typed<T>(open_impl(where, element_type_name<T>(*sys_)));
+    return typed<T>(
+      detail::open_endpoints(*this, where, element_type_name<T>(*sys_)));
   }
 
   /// Connects to the node at `host_port` (within netchan.connect-timeout)
@@ -80,34 +74,13 @@ public:
   /// Names of the channels this node hosts.
   std::vector<std::string> channels() const;
 
-  /// Makes `whom` reachable as "address/id" (id starts with '#'). @private
-  void adopt(const std::string& id, caf::actor whom,
-             const std::string& type_name);
-
-  /// Resolves "host:port/name" to its actor, element type, capacity and
-  /// size limit. @private
-  caf::expected<std::tuple<caf::actor, std::string, uint64_t, uint64_t>>
-  resolve(const std::string& where);
-
-  /// `create` and `open` by element type name. @private
-  caf::expected<detail::endpoint_pair>
-  create_impl(const std::string& name, const std::string& type_name,
-              size_t capacity);
-
-  /// @private
-  caf::expected<detail::endpoint_pair> open_impl(const std::string& where,
-                                                 const std::string& type_name);
-
-  /// The actor system of this node. @private
-  caf::actor_system& system() const noexcept {
-    return *sys_;
-  }
-
   /// Stops listening and closes every channel this node hosts: their remote
   /// users get `errc::peer_down`. Idempotent.
   void shutdown();
 
 private:
+  friend struct detail::node_access;
+
   node(caf::actor_system& sys, std::shared_ptr<detail::node_state> state)
     : sys_(&sys), state_(std::move(state)) {
   }
@@ -120,7 +93,6 @@ private:
     return std::make_pair(sender<T>{std::move(eps->first)},
                           receiver<T>{std::move(eps->second)});
   }
-
 
   caf::actor_system* sys_;
   std::shared_ptr<detail::node_state> state_;

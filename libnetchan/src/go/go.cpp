@@ -33,14 +33,12 @@
 #include "netchan/config.hpp"
 #include "netchan/errc.hpp"
 #include "node/directory.hpp"
+#include "node/node_access.hpp"
 #include "wire/protocol.hpp"
 
 namespace netchan::detail {
 
 namespace {
-
-/// (hello, inbox channel actor, client id, capacity) -> ok.
-using hello_atom = caf::atom_constant<caf::atom("nc_hello")>;
 
 /// Where a listener's hello actor is found: hidden ('#'), never listed.
 constexpr const char* hello_name = "#netchan.hello";
@@ -192,7 +190,7 @@ start_listener(caf::actor_system& sys, const std::string& address,
   auto n = netchan::node::start(sys, address);
   if (!n)
     return std::move(n.error());
-  auto in = n->create_impl(inbox_name, type_name, capacity);
+  auto in = create_endpoints(*n, inbox_name, type_name, capacity);
   if (!in)
     return std::move(in.error());
   auto st = std::make_shared<listener_state>(sys, *n, type_name,
@@ -213,7 +211,8 @@ start_listener(caf::actor_system& sys, const std::string& address,
       inboxes->erase(i);
     });
     return {
-      [weak, self, inboxes](hello_atom, caf::actor& inbox, uint64_t client,
+      [weak, self, inboxes](go_hello_atom, caf::actor& inbox,
+                            uint64_t client,
                             uint64_t capacity) -> caf::result<ok_atom> {
         auto st = weak.lock();
         if (!st)
@@ -226,7 +225,7 @@ start_listener(caf::actor_system& sys, const std::string& address,
     };
   });
   st->set_hello(hello);
-  n->adopt(hello_name, hello, hello_type);
+  node_access::adopt(*n, hello_name, hello, hello_type);
   return st;
 }
 
@@ -258,13 +257,13 @@ caf::expected<dialed> dial_listener(caf::actor_system& sys,
   auto n = netchan::node::start(sys);
   if (!n)
     return std::move(n.error());
-  auto hello = n->resolve(address + "/" + hello_name);
+  auto hello = node_access::resolve(*n, address + "/" + hello_name);
   if (!hello)
     return std::move(hello.error());
   if (std::get<1>(*hello) != hello_type)
     return make_error(errc::unknown_channel,
                       address + " is a netchan node, but no listener");
-  auto out = n->open_impl(address + "/" + inbox_name, type_name);
+  auto out = open_endpoints(*n, address + "/" + inbox_name, type_name);
   if (!out)
     return std::move(out.error());
   auto inbox = make_local_channel(sys, type_name, capacity, "inbox");
@@ -278,7 +277,7 @@ caf::expected<dialed> dial_listener(caf::actor_system& sys,
     timeout = std::chrono::duration_cast<std::chrono::seconds>(
       cfg->request_timeout);
   self
-    ->request(std::get<0>(*hello), timeout, hello_atom::value,
+    ->request(std::get<0>(*hello), timeout, go_hello_atom::value,
               inbox_rx->local_channel(), out->first->sender_id(),
               static_cast<uint64_t>(inbox_rx->capacity()))
     .receive([](ok_atom) {}, [&](caf::error& e) { err = std::move(e); });

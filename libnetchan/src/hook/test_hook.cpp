@@ -1,3 +1,4 @@
+// Compiled only with NETCHAN_TEST_HOOKS (libnetchan/CMakeLists.txt).
 #include "hook/test_hook.hpp"
 
 #include <atomic>

@@ -150,7 +150,7 @@ private:
     if (i == channels_.end())
       return make_error(errc::unknown_channel,
                         "node '" + spec_.node_name + "' has no channel '"
-                          + name + "'; it has: " + names());
+                          + name + "'; it has: " + display(names()));
     auto& e = i->second;
     return {e.channel, e.type_name, e.capacity, e.max_size};
   }
@@ -236,16 +236,18 @@ private:
   }
 
   /// Connects to the node at "host:port"; answers its channel names.
-  caf::result<std::string> dial(const std::string& text) {
+  caf::result<std::vector<std::string>> dial(const std::string& text) {
     auto where = parse_host_port(text);
     if (!where)
       return std::move(where.error());
-    auto rp = make_response_promise<std::string>();
+    auto rp = make_response_promise<std::vector<std::string>>();
     with_remote(
       *where,
       [=](const caf::actor& dir, bool) mutable {
         request(dir, spec_.request_timeout, list_atom::value)
-          .then([=](std::string& names) mutable { rp.deliver(names); },
+          .then([=](std::vector<std::string>& names) mutable {
+                  rp.deliver(std::move(names));
+                },
                 [=](caf::error& err) mutable { rp.deliver(err); });
       },
       [=](caf::error err) mutable { rp.deliver(std::move(err)); });
@@ -267,11 +269,19 @@ private:
     known_nodes_[name] = nid;
   }
 
-  std::string names() const {
+  /// The hosted channels' names; adopted ones ('#') are not listed.
+  std::vector<std::string> names() const {
+    std::vector<std::string> result;
+    for (auto& [name, e] : channels_)
+      if (name.front() != '#')
+        result.push_back(name);
+    return result;
+  }
+
+  /// Names for an error message: "a, b", or "(none)".
+  static std::string display(const std::vector<std::string>& names) {
     std::string result;
-    for (auto& [name, e] : channels_) {
-      if (name.front() == '#')
-        continue;
+    for (auto& name : names) {
       if (!result.empty())
         result += ", ";
       result += name;

@@ -16,42 +16,13 @@
 
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
-#include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
 
 #include "netchan/link_event.hpp"
+#include "wire/protocol.hpp" // the directory's messages
 
 namespace netchan::detail {
-
-/// (create, name, type_name, capacity, max_message_size) -> channel actor.
-/// Local only: the node's own thread registers channels.
-using create_atom = caf::atom_constant<caf::atom("nc_create")>;
-/// (adopt, id, channel, type_name, capacity, max_message_size): makes an anonymous channel
-/// reachable as "host:port/<id>" (its handle is about to leave the process).
-/// One-way, local only.
-using adopt_atom = caf::atom_constant<caf::atom("nc_adopt")>;
-/// (lookup, name) -> (channel actor, type_name, capacity, max_message_size)
-/// | unknown_channel.
-using lookup_atom = caf::atom_constant<caf::atom("nc_lookup")>;
-/// (resolve, "host:port/name") -> as lookup:
-/// local lookup or connect + remote lookup. CAF's own errors come back
-/// unchanged, for the caller to explain.
-using resolve_atom = caf::atom_constant<caf::atom("nc_resolve")>;
-/// (address, "host:port"): where this node listens, once it does. One-way.
-using address_atom = caf::atom_constant<caf::atom("nc_addr")>;
-/// (dial, "host:port") -> names of that node's channels: connects to it
-/// (or uses the connection there is).
-using dial_atom = caf::atom_constant<caf::atom("nc_dial")>;
-/// (list) -> names of the hosted channels, comma-separated.
-using list_atom = caf::atom_constant<caf::atom("nc_list")>;
-
-/// (hello, node_name): the first message of a node to a directory it
-/// dialled. A name seen before from another CAF node id means that node was
-/// restarted: the channels here end the old process's sessions at once
-/// (node_gone). The default name "node" is not taken as an identity.
-/// One-way.
-using hello_atom = caf::atom_constant<caf::atom("nc_hello")>;
 
 /// Where a node's link events go: its log, and the watchers a program set
 /// (node::watch_links). Shared by the node's directory, channels and

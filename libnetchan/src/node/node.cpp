@@ -24,6 +24,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "node/directory.hpp"
+#include "node/node_access.hpp"
 #include "netchan/config.hpp"
 #include "netchan/errc.hpp"
 #include "transport/tls.hpp"
@@ -31,21 +32,6 @@
 namespace netchan {
 
 namespace detail {
-
-/// The directory's list of channel names ("a, b" or "(none)").
-std::vector<std::string> split_names(const std::string& names) {
-  std::vector<std::string> result;
-  if (names == "(none)")
-    return result;
-  size_t pos = 0;
-  for (;;) {
-    auto comma = names.find(", ", pos);
-    result.push_back(names.substr(pos, comma - pos));
-    if (comma == std::string::npos)
-      return result;
-    pos = comma + 2;
-  }
-}
 
 /// Why listening on host:port failed: CAF 0.17 says only "tcp socket
 /// creation failed", so try the bind ourselves to name the cause.
@@ -173,9 +159,7 @@ public:
     return result;
   }
 
-  using resolved = std::tuple<caf::actor, std::string, uint64_t, uint64_t>;
-
-  caf::expected<resolved> resolve(const std::string& where) {
+  caf::expected<resolved_channel> resolve(const std::string& where) {
     auto addr = parse_channel_address(where);
     if (!addr)
       return std::move(addr.error());
@@ -183,13 +167,13 @@ public:
     if (!dir)
       return stopped();
     caf::scoped_actor self{sys_};
-    caf::expected<resolved> result{caf::error{}};
+    caf::expected<resolved_channel> result{caf::error{}};
     self->request(dir, resolve_timeout(), resolve_atom::value, where)
       .receive(
         [&](caf::actor& ch, std::string& type_name, uint64_t capacity,
             uint64_t owner_max) {
-          result = resolved{std::move(ch), std::move(type_name), capacity,
-                            owner_max};
+          result = resolved_channel{std::move(ch), std::move(type_name),
+                                    capacity, owner_max};
         },
         [&](caf::error& err) { result = explain(std::move(err), *addr); });
     return result;
@@ -209,7 +193,7 @@ public:
                           where);
   }
 
-  caf::expected<std::string> dial(const std::string& host_port) {
+  caf::expected<std::vector<std::string>> dial(const std::string& host_port) {
     auto addr = parse_host_port(host_port);
     if (!addr)
       return std::move(addr.error());
@@ -217,9 +201,11 @@ public:
     if (!dir)
       return stopped();
     caf::scoped_actor self{sys_};
-    caf::expected<std::string> result{caf::error{}};
+    caf::expected<std::vector<std::string>> result{caf::error{}};
     self->request(dir, resolve_timeout(), dial_atom::value, host_port)
-      .receive([&](std::string& names) { result = std::move(names); },
+      .receive([&](std::vector<std::string>& names) {
+                 result = std::move(names);
+               },
                [&](caf::error& err) {
                  result = explain(std::move(err), *addr);
                });
@@ -300,7 +286,9 @@ public:
       return result;
     caf::scoped_actor self{sys_};
     self->request(dir, cfg_.request_timeout, list_atom::value)
-      .receive([&](const std::string& names) { result = split_names(names); },
+      .receive([&](std::vector<std::string>& names) {
+                 result = std::move(names);
+               },
                [](caf::error&) {});
     return result;
   }
@@ -450,10 +438,7 @@ std::string node::address() const {
 
 caf::expected<std::vector<std::string>>
 node::dial(const std::string& host_port) {
-  auto names = state_->dial(host_port);
-  if (!names)
-    return std::move(names.error());
-  return detail::split_names(*names);
+  return state_->dial(host_port);
 }
 
 std::vector<std::string> node::channels() const {
@@ -468,25 +453,29 @@ void node::shutdown() {
   state_->shutdown();
 }
 
-void node::adopt(const std::string& id, caf::actor whom,
-                 const std::string& type_name) {
-  state_->adopt(id, std::move(whom), type_name);
+namespace detail {
+
+caf::expected<endpoint_pair> create_endpoints(node& n, const std::string& name,
+                                              const std::string& type_name,
+                                              size_t capacity) {
+  return node_access::state(n).create(name, type_name, capacity);
 }
 
-caf::expected<std::tuple<caf::actor, std::string, uint64_t, uint64_t>>
-node::resolve(const std::string& where) {
-  return state_->resolve(where);
+caf::expected<endpoint_pair> open_endpoints(node& n, const std::string& where,
+                                            const std::string& type_name) {
+  return node_access::state(n).open(where, type_name);
 }
 
-caf::expected<detail::endpoint_pair>
-node::create_impl(const std::string& name, const std::string& type_name,
-                  size_t capacity) {
-  return state_->create(name, type_name, capacity);
+void node_access::adopt(node& n, const std::string& id, caf::actor whom,
+                        const std::string& type_name) {
+  state(n).adopt(id, std::move(whom), type_name);
 }
 
-caf::expected<detail::endpoint_pair>
-node::open_impl(const std::string& where, const std::string& type_name) {
-  return state_->open(where, type_name);
+caf::expected<resolved_channel> node_access::resolve(node& n,
+                                                     const std::string& where) {
+  return state(n).resolve(where);
 }
+
+} // namespace detail
 
 } // namespace netchan

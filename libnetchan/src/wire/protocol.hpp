@@ -1,9 +1,27 @@
 #pragma once
 
-// The messages a channel actor understands. Every operation that can wait
-// carries an operation id chosen by the requesting endpoint, so that the
-// endpoint can withdraw it; the channel actor's answer to the original
-// request is the single verdict (value / ok, or an error).
+// Every message between netchan's actors, each with its signature
+// `(atom, args...) -> reply` ("one-way": no reply). By receiver:
+//   channel    what endpoints (and the node's directory) ask a channel actor
+//   select     a selector's offers and the owning channel's claims
+//   directory  what a node's threads, its endpoints and other nodes ask its
+//              directory (node/directory.cpp)
+//   go         the hello of a Go-style dialer to its listener (go/go.cpp)
+//
+// Not here, on purpose:
+//   - select_go_atom ("nc_selgo"), in include/netchan/select.hpp: the public
+//     select template sends it to a selector, so a public header needs it.
+//   - messages an actor only gets from its own file (timers it sets itself,
+//     nudges from its handles' fast path), private to that file:
+//       channel/channel_actor.cpp    expire ("nc_expire"): a session's
+//                                    resume window passed
+//       select/selector.cpp          select_timeout ("nc_seltout"): a
+//                                    select_for's deadline
+//       endpoint/endpoint_actor.cpp  flush, refill, fetch (nudges), idle,
+//                                    unread_check, redial, gap_over (timers)
+//
+// No two atoms of the tree may share a text (an actor would take one
+// message for another): the ctest wire.atoms_are_distinct checks it.
 
 #include <cstdint>
 #include <vector>
@@ -11,6 +29,13 @@
 #include <caf/atom.hpp>
 
 namespace netchan::detail {
+
+// -- channel ------------------------------------------------------------------
+//
+// Every operation that can wait carries an operation id chosen by the
+// requesting endpoint, so that the endpoint can withdraw it; the channel
+// actor's answer to the original request is the single verdict (value / ok,
+// or an error).
 
 /// (put, op, envelope, may_park) -> ok | error. Capacity 0: answered when a
 /// receiver has taken the value.
@@ -126,6 +151,45 @@ using offer_done_atom = caf::atom_constant<caf::atom("nc_ofdone")>;
 /// (channel) -> caf::actor: an endpoint's channel actor, after flushing
 /// what the endpoint holds for it (a select case goes to the owner itself).
 using channel_atom = caf::atom_constant<caf::atom("nc_chan")>;
+
+// -- directory (node/directory.cpp) -------------------------------------------
+
+/// (create, name, type_name, capacity, max_message_size) -> channel actor.
+/// Local only: the node's own thread registers channels.
+using create_atom = caf::atom_constant<caf::atom("nc_create")>;
+/// (adopt, id, channel, type_name, capacity, max_message_size): makes an
+/// anonymous channel reachable as "host:port/<id>" (its handle is about to
+/// leave the process). One-way, local only.
+using adopt_atom = caf::atom_constant<caf::atom("nc_adopt")>;
+/// (lookup, name) -> (channel actor, type_name, capacity, max_message_size)
+/// | unknown_channel.
+using lookup_atom = caf::atom_constant<caf::atom("nc_lookup")>;
+/// (resolve, "host:port/name") -> as lookup:
+/// local lookup or connect + remote lookup. CAF's own errors come back
+/// unchanged, for the caller to explain.
+using resolve_atom = caf::atom_constant<caf::atom("nc_resolve")>;
+/// (address, "host:port"): where this node listens, once it does. One-way.
+using address_atom = caf::atom_constant<caf::atom("nc_addr")>;
+/// (dial, "host:port") -> std::vector<std::string>: connects to that node
+/// (or uses the connection there is) and answers its list.
+using dial_atom = caf::atom_constant<caf::atom("nc_dial")>;
+/// (list) -> std::vector<std::string>: the names of the hosted channels
+/// (adopted ones, '#', are not listed).
+using list_atom = caf::atom_constant<caf::atom("nc_list")>;
+/// (hello, node_name): the first message of a node to a directory it
+/// dialled. A name seen before from another CAF node id means that node was
+/// restarted: the channels here end the old process's sessions at once
+/// (node_gone). The default name "node" is not taken as an identity.
+/// One-way.
+using hello_atom = caf::atom_constant<caf::atom("nc_hello")>;
+
+// -- go (go/go.cpp) -----------------------------------------------------------
+
+/// (go_hello, inbox channel actor, client id, capacity) -> ok: a dialer
+/// tells the listener's hello actor where its inbox is.
+using go_hello_atom = caf::atom_constant<caf::atom("nc_gohello")>;
+
+// -- values of the messages above ---------------------------------------------
 
 /// States of offer_state.
 enum class offer_state : uint8_t { parked, would_block, failed };
