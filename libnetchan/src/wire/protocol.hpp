@@ -17,8 +17,10 @@
 //                                    resume window passed
 //       select/selector.cpp          select_timeout ("nc_seltout"): a
 //                                    select_for's deadline
-//       endpoint/endpoint_actor.cpp  flush, refill, fetch (nudges), idle,
-//                                    unread_check, redial, gap_over (timers)
+//       endpoint/flow.hpp            flush, refill, fetch (nudges from
+//                                    the threads' fast path)
+//       endpoint/endpoint.hpp        idle, unread_check, redial, gap_over
+//                                    (timers)
 //
 // No two atoms of the tree may share a text (an actor would take one
 // message for another): the ctest wire.atoms_are_distinct checks it.
