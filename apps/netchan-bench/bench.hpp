@@ -68,6 +68,8 @@ struct row {
   double ratio = -1;     ///< per_second over the baseline's
   double latency_ratio = -1; ///< median over the baseline's
   std::vector<process_memory> memory;
+  /// scale rows: resident KiB each hosted or opened channel adds.
+  double kib_each = -1;
   std::string note;      ///< why a row has no result, if it has none
 
   bool balanced() const {

@@ -123,6 +123,8 @@ void driver::run() {
         rendezvous(apart, pairs);
   if (wanted("stalled"))
     stalled_receiver();
+  if (wanted("scale"))
+    scale(10000);
   compare();
 }
 
@@ -560,6 +562,54 @@ void driver::stalled_receiver() {
 }
 
 // -- ratios and targets -------------------------------------------------------
+
+// -- scale --------------------------------------------------------------------
+
+/// What idle channels cost: a child hosts `channels` channels (capacity 1,
+/// both handles kept), another opens every one of them from its own node;
+/// each reports its resident memory before and after, so start-up, the
+/// connection and its TLS session are not counted.
+void driver::scale(size_t channels) {
+  auto n = std::to_string(channels);
+  row hosted;
+  hosted.id = "scale-host";
+  hosted.group = "scale";
+  hosted.scenario = "hosted channels";
+  hosted.detail = n + " x cap 1, both handles";
+  hosted.accounted = false;
+  row opened;
+  opened.id = "scale-open";
+  opened.group = "scale";
+  opened.scenario = "opened remote channels";
+  opened.detail = n + " x cap 1, both handles";
+  opened.accounted = false;
+  std::cerr << "netchan-bench: scale, " << n << " channels\n";
+  auto per_channel = [channels](const fields& f) {
+    auto before = f.count("kb_before");
+    auto after = f.count("kb_after");
+    return after > before ? double(after - before) / channels : 0.0;
+  };
+  auto host = spawn("scale-host", {"--to", "scale", "--count", n}, true);
+  fields h{host->wait_for("hosted ", 300s)};
+  auto where = host->wait_for("ready ", 30s);
+  if (!h.ok() || !where) {
+    fail(hosted, "the host did not report", host.get());
+    opened.note = "no host";
+  } else {
+    hosted.kib_each = per_channel(h);
+    auto opener = spawn("scale-open", {"--to", *where, "--count", n});
+    fields o{opener->wait_for("opened ", 300s)};
+    if (!o.ok())
+      fail(opened, "the opener did not report", opener.get());
+    else
+      opened.kib_each = per_channel(o);
+    finish(*opener, "opener", opened);
+  }
+  host->close_stdin();
+  finish(*host, "host", hosted);
+  report_.rows.push_back(std::move(hosted));
+  report_.rows.push_back(std::move(opened));
+}
 
 void driver::compare() {
   auto find = [this](const std::string& id) -> const row* {

@@ -60,6 +60,7 @@ private:
   void stream(size_t capacity, size_t senders);
   void rendezvous(bool owner_apart, size_t pairs);
   void stalled_receiver();
+  void scale(size_t channels);
 
   void compare();
 

@@ -48,7 +48,7 @@ std::string machine() {
 int usage() {
   std::cerr << "usage: netchan-bench [--seconds S] [--json] [--only GROUP]... "
                "[--clients N] [-- CONFIG-OVERRIDES...]\n"
-               "  GROUP: baseline, echo, stream, rendezvous, stalled\n";
+               "  GROUP: baseline, echo, stream, rendezvous, stalled, scale\n";
   return 2;
 }
 

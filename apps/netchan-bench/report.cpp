@@ -124,6 +124,7 @@ void print_json(const report& rep, const options& opt) {
         << ", \"baseline\": " << json_string(r.baseline)
         << ", \"ratio\": " << json_number(r.ratio)
         << ", \"median_ratio\": " << json_number(r.latency_ratio)
+        << ", \"kib_each\": " << json_number(r.kib_each)
         << ", \"note\": " << json_string(r.note) << ", \"processes\": [";
     for (size_t j = 0; j < r.memory.size(); ++j) {
       auto& m = r.memory[j];
@@ -162,7 +163,7 @@ void print_table(const report& rep, const options& opt) {
   std::vector<std::vector<std::string>> cells;
   cells.push_back({"id", "scenario", "detail", "values/s", "med us", "p99 us",
                    "max us", "sent", "received", "returned", "vs", "x/s",
-                   "x med", "peak RSS MiB"});
+                   "x med", "peak RSS MiB", "KiB each"});
   for (auto& r : rep.rows)
     cells.push_back({r.id, r.scenario, r.detail, fixed(r.per_second, 0),
                      fixed(r.median_us, 0), fixed(r.p99_us, 0),
@@ -170,7 +171,7 @@ void print_table(const report& rep, const options& opt) {
                      std::to_string(r.received), std::to_string(r.returned),
                      r.baseline.empty() ? "-" : r.baseline,
                      fixed(r.ratio, 2), fixed(r.latency_ratio, 2),
-                     memory_column(r)});
+                     memory_column(r), fixed(r.kib_each, 1)});
   std::vector<size_t> width(cells[0].size(), 0);
   for (auto& line : cells)
     for (size_t i = 0; i < line.size(); ++i)
@@ -191,6 +192,9 @@ void print_table(const report& rep, const options& opt) {
                "second (echo: round trips; rendezvous: transfers).\n"
                "vs: the baseline row; x/s = values/s over its values/s; "
                "x med = median over its median.\n"
+               "KiB each: resident memory one more idle channel costs "
+               "(scale rows: hosted with both handles, or opened from "
+               "another node).\n"
                "Every row: sent = received + returned (returned = handed "
                "back to the sender with an error).\n";
   for (auto& r : rep.rows) {

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -316,6 +317,72 @@ int raw_pinger(const options& opt, caf::actor_system& sys) {
   return 0;
 }
 
+// -- scale: what a channel costs while idle ----------------------------------
+
+/// Resident kB now, after the allocator settled what the last step freed.
+uint64_t resident_kb() {
+  return status_kb(0, "VmRSS");
+}
+
+/// Hosts `opt.count` channels of capacity 1 named "TO-1".."TO-N" (and a
+/// first one, "TO-0", made before measuring: the node's own start-up is not
+/// theirs), keeping both local handles of each, as an application would.
+/// Reports "hosted N kb_before A kb_after B", then serves until stdin ends.
+int scale_host(const options& opt, netchan::node& n) {
+  using pair = std::pair<netchan::sender<uint64_t>, netchan::receiver<uint64_t>>;
+  std::vector<pair> chans;
+  chans.reserve(opt.count + 1);
+  auto make = [&](uint64_t i) -> bool {
+    auto ch = n.create<uint64_t>(opt.to + "-" + std::to_string(i), 1);
+    if (!ch)
+      return fail(netchan::to_string(ch.error())), false;
+    chans.push_back(std::move(*ch));
+    return true;
+  };
+  if (!make(0))
+    return 1;
+  auto before = resident_kb();
+  auto t0 = clock_type::now();
+  for (uint64_t i = 1; i <= opt.count; ++i)
+    if (!make(i))
+      return 1;
+  auto elapsed = seconds_since(t0);
+  std::cout << "hosted " << opt.count << " kb_before " << before
+            << " kb_after " << resident_kb() << " elapsed " << elapsed
+            << std::endl;
+  std::cout << "ready " << n.address() << "/" << opt.to << std::endl;
+  wait_for_stdin_eof();
+  return 0;
+}
+
+/// Opens channels "TO-1".."TO-N" of a scale_host (after "TO-0", opened
+/// before measuring: the connection and its TLS session are not theirs),
+/// keeping both handles of each. Reports "opened N kb_before A kb_after B".
+int scale_open(const options& opt, netchan::node& n) {
+  using pair = std::pair<netchan::sender<uint64_t>, netchan::receiver<uint64_t>>;
+  std::vector<pair> chans;
+  chans.reserve(opt.count + 1);
+  auto open = [&](uint64_t i) -> bool {
+    auto ch = n.open<uint64_t>(opt.to + "-" + std::to_string(i));
+    if (!ch)
+      return fail(netchan::to_string(ch.error())), false;
+    chans.push_back(std::move(*ch));
+    return true;
+  };
+  if (!open(0))
+    return 1;
+  auto before = resident_kb();
+  auto t0 = clock_type::now();
+  for (uint64_t i = 1; i <= opt.count; ++i)
+    if (!open(i))
+      return 1;
+  auto elapsed = seconds_since(t0);
+  std::cout << "opened " << opt.count << " kb_before " << before
+            << " kb_after " << resident_kb() << " elapsed " << elapsed
+            << std::endl;
+  return 0;
+}
+
 int with_node(const options& opt, caf::actor_system& sys,
               int (*fn)(const options&, netchan::node&)) {
   auto n = netchan::node::start(sys);
@@ -341,6 +408,10 @@ int run_role(const options& opt) {
       rc = with_node(opt, sys, receiver);
     else if (opt.role == "owner")
       rc = with_node(opt, sys, owner);
+    else if (opt.role == "scale-host")
+      rc = with_node(opt, sys, scale_host);
+    else if (opt.role == "scale-open")
+      rc = with_node(opt, sys, scale_open);
     else if (opt.role == "echo-listener")
       rc = echo_listener(opt, sys);
     else if (opt.role == "echo-client")
