@@ -43,7 +43,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -60,6 +59,7 @@
 #include "channel/channel_actor.hpp"
 #include "netchan/envelope.hpp"
 #include "netchan/stats.hpp"
+#include "util/queue.hpp"
 #include "wire/protocol.hpp"
 
 namespace netchan::detail {
@@ -387,15 +387,15 @@ private:
   bool closed_ = false;
 
   /// The buffer, in order; counted_buffered_ of its values hold a slot.
-  std::deque<slot> buffer_;
+  queue<slot> buffer_;
   size_t counted_buffered_ = 0;
 
   /// hchan's sendq and recvq: plain operations and select offers, in
   /// arrival order.
-  std::deque<waiting_send> sendq_;
-  std::deque<waiting_receive> recvq_;
+  queue<waiting_send> sendq_;
+  queue<waiting_receive> recvq_;
   /// Credit requests, in order.
-  std::deque<waiting_credit> creditq_;
+  queue<waiting_credit> creditq_;
 
   /// Values handed out and not committed; counted_leased_ hold a slot.
   std::map<uint64_t, lease> leases_;

@@ -46,7 +46,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -66,6 +65,7 @@
 #include "endpoint/flow.hpp"
 #include "netchan/link_event.hpp"
 #include "node/directory.hpp"
+#include "util/queue.hpp"
 
 namespace netchan::detail {
 
@@ -193,13 +193,13 @@ private:
 
   /// Holds an operation for credit or a value; a try goes to the owner.
   /// Returns whether it is held.
-  bool hold(std::deque<held_op>& queue, op_request req, waiter w);
+  bool hold(queue<held_op>& queue, op_request req, waiter w);
 
   /// Tells threads how many operations wait here, so they queue behind.
   void sync_waiters();
 
   void deadline_passed(uint64_t op);
-  void fail_held(std::deque<held_op>& xs, const caf::error& err);
+  void fail_held(queue<held_op>& xs, const caf::error& err);
 
   /// Answers everything waiting. `owner_died`: sends already at the owner
   /// are in doubt, not failed.
@@ -289,7 +289,7 @@ private:
   /// The directory was asked (resolving starts on first use).
   bool resolve_asked_ = false;
   /// Operations waiting for the link (resolving, in a gap).
-  std::deque<held_op> held_;
+  queue<held_op> held_;
   std::vector<caf::typed_response_promise<caf::actor>> channel_waiters_;
 
   // Capacity N >= 1: credit and batches (sending), fetched values
@@ -305,8 +305,8 @@ private:
   bool unread_check_armed_ = false;
   /// The owner tops our credit up (see grant_atom) until we unreserve.
   bool streaming_ = false;
-  std::deque<held_op> credit_waiters_;
-  std::deque<held_op> get_waiters_;
+  queue<held_op> credit_waiters_;
+  queue<held_op> get_waiters_;
   /// A get_many is out, under this operation id.
   bool fetching_ = false;
   uint64_t fetch_op_ = 0;
@@ -326,10 +326,10 @@ private:
   caf::timespan backoff_{0};
   /// put_batch messages (with the last sequence number in each) the owner
   /// has not confirmed.
-  std::deque<std::pair<uint64_t, caf::message>> unconfirmed_;
+  queue<std::pair<uint64_t, caf::message>> unconfirmed_;
   /// Leases returned unread (tagged with the next operation id then) that
   /// the owner may not have seen yet.
-  std::deque<std::pair<uint64_t, std::vector<uint64_t>>> returned_;
+  queue<std::pair<uint64_t, std::vector<uint64_t>>> returned_;
   /// The highest lease id received: the owner hands leases out in id order
   /// and one link keeps message order, so after a broken link any lease of
   /// ours above it never arrived.

@@ -431,7 +431,7 @@ void endpoint_actor::deliver(waiter& w, op_result&& res) {
 
 /// Holds an operation here until credit or a value arrives (with its
 /// deadline); a try goes to the owner instead, one round trip at most.
-bool endpoint_actor::hold(std::deque<held_op>& queue, op_request req,
+bool endpoint_actor::hold(queue<held_op>& queue, op_request req,
                           waiter w) {
   if (!req.may_park) {
     at_owner(std::move(req), std::move(w));
@@ -459,7 +459,7 @@ void endpoint_actor::post_self(const nudges& n) {
 /// A deadline passed: an operation held here is withdrawn here (its value
 /// never left); one parked at the owner is withdrawn there.
 void endpoint_actor::deadline_passed(uint64_t op) {
-  auto withdraw_held = [&](std::deque<held_op>& xs) {
+  auto withdraw_held = [&](queue<held_op>& xs) {
     for (auto i = xs.begin(); i != xs.end(); ++i)
       if (i->op == op) {
         op_result res;
@@ -510,7 +510,7 @@ void endpoint_actor::deadline_passed(uint64_t op) {
   finish(op, std::move(res));
 }
 
-void endpoint_actor::fail_held(std::deque<held_op>& xs,
+void endpoint_actor::fail_held(queue<held_op>& xs,
                                const caf::error& err) {
   auto held = std::move(xs);
   xs.clear();

@@ -20,7 +20,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +33,7 @@
 
 #include "netchan/detail/endpoint.hpp"
 #include "netchan/envelope.hpp"
+#include "util/queue.hpp"
 
 namespace netchan::detail {
 
@@ -99,14 +99,14 @@ struct flow {
   /// Values sent on credit, not flushed to the owner yet.
   std::vector<envelope> batch;
   /// Values fetched ahead of this receiver's calls, each leased to it.
-  std::deque<envelope> prefetched;
+  queue<envelope> prefetched;
   /// Per fetched value: until when this receiver may still hand it out. A
   /// peer's owner re-queues a receiver's leases once the link was silent for
   /// middleman.connection-timeout; a value fetched with a request sent at t
   /// is safe before t + timeout/2. A process frozen (SIGSTOP) for longer
   /// must not wake up and deliver it: it goes back unread, to be fetched
   /// again (or to fail with peer_down, if the owner dropped the link).
-  std::deque<std::chrono::steady_clock::time_point> fresh_until;
+  queue<std::chrono::steady_clock::time_point> fresh_until;
   /// Zero: fetched values never go stale (no connection timeout).
   caf::timespan stale_after{0};
   /// Leases of values a plain receive took, to acknowledge at the flush.
