@@ -561,8 +561,6 @@ void driver::stalled_receiver() {
   report_.rows.push_back(std::move(r));
 }
 
-// -- ratios and targets -------------------------------------------------------
-
 // -- scale --------------------------------------------------------------------
 
 /// What idle channels cost: a child hosts `channels` channels (capacity 1,
@@ -571,18 +569,17 @@ void driver::stalled_receiver() {
 /// connection and its TLS session are not counted.
 void driver::scale(size_t channels) {
   auto n = std::to_string(channels);
-  row hosted;
-  hosted.id = "scale-host";
-  hosted.group = "scale";
-  hosted.scenario = "hosted channels";
-  hosted.detail = n + " x cap 1, both handles";
-  hosted.accounted = false;
-  row opened;
-  opened.id = "scale-open";
-  opened.group = "scale";
-  opened.scenario = "opened remote channels";
-  opened.detail = n + " x cap 1, both handles";
-  opened.accounted = false;
+  auto scale_row = [&n](const char* id, const char* scenario) {
+    row r;
+    r.id = id;
+    r.group = "scale";
+    r.scenario = scenario;
+    r.detail = n + " x cap 1, both handles";
+    r.accounted = false; // no values travel
+    return r;
+  };
+  auto hosted = scale_row("scale-host", "hosted channels");
+  auto opened = scale_row("scale-open", "opened remote channels");
   std::cerr << "netchan-bench: scale, " << n << " channels\n";
   auto per_channel = [channels](const fields& f) {
     auto before = f.count("kb_before");
@@ -610,6 +607,8 @@ void driver::scale(size_t channels) {
   report_.rows.push_back(std::move(hosted));
   report_.rows.push_back(std::move(opened));
 }
+
+// -- ratios and targets -------------------------------------------------------
 
 void driver::compare() {
   auto find = [this](const std::string& id) -> const row* {

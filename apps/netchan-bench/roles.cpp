@@ -324,63 +324,54 @@ uint64_t resident_kb() {
   return status_kb(0, "VmRSS");
 }
 
-/// Hosts `opt.count` channels of capacity 1 named "TO-1".."TO-N" (and a
-/// first one, "TO-0", made before measuring: the node's own start-up is not
-/// theirs), keeping both local handles of each, as an application would.
-/// Reports "hosted N kb_before A kb_after B", then serves until stdin ends.
-int scale_host(const options& opt, netchan::node& n) {
-  using pair = std::pair<netchan::sender<uint64_t>, netchan::receiver<uint64_t>>;
-  std::vector<pair> chans;
+/// Gets channels "TO-0".."TO-N" (N = opt.count) through `get(name)`,
+/// keeping both handles of each, as an application would, and reports
+/// "WHAT N kb_before A kb_after B elapsed S" for "TO-1".."TO-N": "TO-0" comes
+/// first, unmeasured, so that the node's start-up (or the connection and its
+/// TLS session) is not counted as theirs.
+template <class Get>
+int measure_channels(const options& opt, const char* what, Get get) {
+  std::vector<std::pair<netchan::sender<uint64_t>, netchan::receiver<uint64_t>>>
+    chans;
   chans.reserve(opt.count + 1);
-  auto make = [&](uint64_t i) -> bool {
-    auto ch = n.create<uint64_t>(opt.to + "-" + std::to_string(i), 1);
+  auto add = [&](uint64_t i) {
+    auto ch = get(opt.to + "-" + std::to_string(i));
     if (!ch)
       return fail(netchan::to_string(ch.error())), false;
     chans.push_back(std::move(*ch));
     return true;
   };
-  if (!make(0))
+  if (!add(0))
     return 1;
   auto before = resident_kb();
   auto t0 = clock_type::now();
   for (uint64_t i = 1; i <= opt.count; ++i)
-    if (!make(i))
+    if (!add(i))
       return 1;
   auto elapsed = seconds_since(t0);
-  std::cout << "hosted " << opt.count << " kb_before " << before
+  std::cout << what << ' ' << opt.count << " kb_before " << before
             << " kb_after " << resident_kb() << " elapsed " << elapsed
             << std::endl;
+  return 0;
+}
+
+/// Hosts the channels (capacity 1), then serves until stdin ends.
+int scale_host(const options& opt, netchan::node& n) {
+  auto create = [&](const std::string& name) {
+    return n.create<uint64_t>(name, 1);
+  };
+  if (auto rc = measure_channels(opt, "hosted", create); rc != 0)
+    return rc;
   std::cout << "ready " << n.address() << "/" << opt.to << std::endl;
   wait_for_stdin_eof();
   return 0;
 }
 
-/// Opens channels "TO-1".."TO-N" of a scale_host (after "TO-0", opened
-/// before measuring: the connection and its TLS session are not theirs),
-/// keeping both handles of each. Reports "opened N kb_before A kb_after B".
+/// Opens the channels of a scale_host from this node.
 int scale_open(const options& opt, netchan::node& n) {
-  using pair = std::pair<netchan::sender<uint64_t>, netchan::receiver<uint64_t>>;
-  std::vector<pair> chans;
-  chans.reserve(opt.count + 1);
-  auto open = [&](uint64_t i) -> bool {
-    auto ch = n.open<uint64_t>(opt.to + "-" + std::to_string(i));
-    if (!ch)
-      return fail(netchan::to_string(ch.error())), false;
-    chans.push_back(std::move(*ch));
-    return true;
-  };
-  if (!open(0))
-    return 1;
-  auto before = resident_kb();
-  auto t0 = clock_type::now();
-  for (uint64_t i = 1; i <= opt.count; ++i)
-    if (!open(i))
-      return 1;
-  auto elapsed = seconds_since(t0);
-  std::cout << "opened " << opt.count << " kb_before " << before
-            << " kb_after " << resident_kb() << " elapsed " << elapsed
-            << std::endl;
-  return 0;
+  return measure_channels(opt, "opened", [&](const std::string& where) {
+    return n.open<uint64_t>(where);
+  });
 }
 
 int with_node(const options& opt, caf::actor_system& sys,
