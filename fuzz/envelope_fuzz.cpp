@@ -19,10 +19,12 @@
 #include "netchan/channel.hpp"
 #include "netchan/config.hpp"
 #include "netchan/envelope.hpp"
+#include "wire/batch.hpp"
 
 namespace {
 
 using netchan::envelope;
+using netchan::detail::batch;
 using netchan::fuzz::require;
 
 /// One system for the whole run: decoding a handle needs one, and spawns
@@ -47,9 +49,9 @@ caf::actor_system& fuzz_system() {
 }
 
 bool same(const envelope& x, const envelope& y) {
-  return x.type_name == y.type_name && x.sender == y.sender && x.seq == y.seq
+  return x.sender == y.sender && x.seq == y.seq
          && x.redelivered == y.redelivered && x.lease == y.lease
-         && x.payload == y.payload;
+         && x.bytes == y.bytes;
 }
 
 template <class T>
@@ -71,7 +73,7 @@ std::vector<char> save(caf::actor_system& sys, T& value) {
 
 /// Plain values: decode, and on success encode + decode to the same value.
 template <class T>
-void check_value(caf::actor_system& sys, const std::vector<char>& payload,
+void check_value(caf::actor_system& sys, const netchan::payload& payload,
                  const char* type) {
   auto value = netchan::decode<T>(sys, payload);
   if (!value) {
@@ -80,7 +82,7 @@ void check_value(caf::actor_system& sys, const std::vector<char>& payload,
                                    type);
     return;
   }
-  std::vector<char> bytes;
+  netchan::payload bytes;
   require(!netchan::encode(sys, *value, bytes),
           std::string{"re-encoding a decoded "} + type + " failed");
   auto again = netchan::decode<T>(sys, bytes);
@@ -93,7 +95,7 @@ void check_value(caf::actor_system& sys, const std::vector<char>& payload,
 /// Handles: decoding one yields an unresolved handle (no node runs here);
 /// one with an address encodes back to the same address, type and capacity.
 template <class Handle>
-void check_handle(caf::actor_system& sys, const std::vector<char>& payload,
+void check_handle(caf::actor_system& sys, const netchan::payload& payload,
                   const char* type) {
   auto handle = netchan::decode<Handle>(sys, payload);
   if (!handle) {
@@ -108,7 +110,7 @@ void check_handle(caf::actor_system& sys, const std::vector<char>& payload,
   auto where = ep->global_address();
   if (!where)
     return; // empty address: nothing to print back
-  std::vector<char> bytes;
+  netchan::payload bytes;
   if (auto err = netchan::encode(sys, *handle, bytes))
     netchan::fuzz::violated(std::string{"re-encoding a decoded "} + type
                             + " failed: " + netchan::to_string(err));
@@ -122,7 +124,7 @@ void check_handle(caf::actor_system& sys, const std::vector<char>& payload,
           std::string{"a re-encoded "} + type + " decodes differently");
 }
 
-void check_payload(caf::actor_system& sys, const std::vector<char>& payload) {
+void check_payload(caf::actor_system& sys, const netchan::payload& payload) {
   check_value<int32_t>(sys, payload, "int32_t");
   check_value<uint64_t>(sys, payload, "uint64_t");
   check_value<std::string>(sys, payload, "std::string");
@@ -143,21 +145,21 @@ void check_envelope(caf::actor_system& sys, const std::vector<char>& bytes) {
   envelope y;
   require(!load(sys, saved, y) && same(x, y),
           "a re-serialized envelope deserializes differently");
-  check_payload(sys, x.payload);
+  check_payload(sys, x.bytes);
 }
 
 void check_batch(caf::actor_system& sys, const std::vector<char>& bytes) {
-  std::vector<envelope> xs;
+  batch xs;
   if (auto err = load(sys, bytes, xs)) {
     require(!netchan::to_string(err).empty(), "batch: error without text");
     return;
   }
   auto saved = save(sys, xs);
-  std::vector<envelope> ys;
-  require(!load(sys, saved, ys) && xs.size() == ys.size(),
+  batch ys;
+  require(!load(sys, saved, ys) && xs.values.size() == ys.values.size(),
           "a re-serialized batch deserializes differently");
-  for (size_t i = 0; i < xs.size(); ++i)
-    require(same(xs[i], ys[i]),
+  for (size_t i = 0; i < xs.values.size(); ++i)
+    require(same(xs.values[i], ys.values[i]),
             "a re-serialized batch deserializes differently");
 }
 
@@ -194,12 +196,11 @@ netchan::fuzz::seed envelope_of(std::string name, const T& value,
                                 uint64_t seq = 1, bool redelivered = false) {
   auto& sys = fuzz_system();
   envelope x;
-  x.type_name = netchan::element_type_name<T>(sys);
   x.sender = 0x5eed;
   x.seq = seq;
   x.redelivered = redelivered;
   x.lease = redelivered ? 7 : 0;
-  if (netchan::encode(sys, value, x.payload))
+  if (netchan::encode(sys, value, x.bytes))
     netchan::fuzz::violated("cannot encode a seed");
   return named(std::move(name), save(sys, x));
 }
@@ -209,10 +210,10 @@ netchan::fuzz::seed envelope_of(std::string name, const T& value,
 netchan::fuzz::seed handle_envelope(std::string name, std::string where,
                                     std::string type, uint64_t capacity) {
   envelope x;
-  x.type_name = "netchan::sender";
   x.sender = 0x5eed;
   x.seq = 1;
-  x.payload = serialize(std::move(where), std::move(type), capacity);
+  x.bytes = netchan::payload{
+    serialize(std::move(where), std::move(type), capacity)};
   return named(std::move(name), save(fuzz_system(), x));
 }
 
@@ -237,24 +238,35 @@ std::vector<seed> seeds() {
     handle_envelope("sender-no-address", "", i32, 1),
   };
   // A batch, as put_batch and get_many carry them.
-  std::vector<envelope> batch(2);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i].type_name = i32;
-    batch[i].seq = i + 1;
-    static_cast<void>(encode(sys, static_cast<int32_t>(i), batch[i].payload));
+  batch two;
+  two.values.resize(2);
+  for (size_t i = 0; i < two.values.size(); ++i) {
+    two.values[i].seq = i + 1;
+    static_cast<void>(
+      encode(sys, static_cast<int32_t>(i), two.values[i].bytes));
   }
-  result.push_back(named("batch", save(sys, batch)));
+  result.push_back(named("batch", save(sys, two)));
+  // A batch whose sizes do not add up to its bytes, and one whose bytes
+  // claim 4 GiB: refused, nothing allocated for the claim.
+  result.push_back(named("batch-sizes-disagree",
+                         serialize(uint8_t{1}, uint64_t{1}, uint64_t{1},
+                                   uint64_t{0}, false, uint64_t{3},
+                                   uint8_t{2}, 'a', 'b')));
+  auto huge = serialize(uint8_t{1}, uint64_t{1}, uint64_t{1}, uint64_t{0},
+                        false, uint64_t{0xffffffff});
+  for (auto c : {'\xff', '\xff', '\xff', '\xff', '\x0f', 'a', 'b'})
+    huge.push_back(c);
+  result.push_back(named("batch-bytes-lie", huge));
   // Near misses: a truncated envelope, one with trailing payload bytes.
   auto truncated = result[2].bytes;
   truncated.resize(truncated.size() / 2);
   result.push_back({"truncated", truncated});
   envelope extra;
-  extra.type_name = i32;
-  extra.payload = serialize(int32_t{1}, int32_t{2});
+  extra.bytes = netchan::payload{serialize(int32_t{1}, int32_t{2})};
   result.push_back(named("payload-too-long", save(sys, extra)));
   // A payload whose length prefix claims 4 GiB (varbyte 0xffffffff) but
   // holds 4 bytes: must fail at the end of the input, not allocate 4 GiB.
-  auto lying = serialize(i32, uint64_t{1}, uint64_t{1}, false, uint64_t{0});
+  auto lying = serialize(uint64_t{1}, uint64_t{1}, false, uint64_t{0});
   for (auto c : {'\xff', '\xff', '\xff', '\xff', '\x0f', 'a', 'b', 'c', 'd'})
     lying.push_back(c);
   result.push_back(named("payload-length-lies", lying));

@@ -26,6 +26,10 @@ namespace bdata = boost::unit_test::data;
 
 namespace {
 
+payload to_payload(const std::string& s) {
+  return payload{s.data(), s.size()};
+}
+
 /// Lines as heard_all() joins them.
 template <class... Ts>
 std::string join_lines(const Ts&... xs) {
@@ -41,7 +45,7 @@ std::string errc_name(const caf::error& err) {
 }
 
 std::string text(const envelope& e) {
-  return std::string(e.payload.begin(), e.payload.end());
+  return std::string(e.bytes.begin(), e.bytes.end());
 }
 
 /// Writes down what the channel says: "sent A#1 ok", "received B#2 x
@@ -181,8 +185,8 @@ struct fixture {
 
   envelope value(const party_id& from, const std::string& payload) {
     auto sender = from.id();
-    return envelope{"item", sender, ++next_seq[out.name(from)], false, 0,
-                    std::vector<char>(payload.begin(), payload.end())};
+    return envelope{sender, ++next_seq[out.name(from)], false, 0,
+                    to_payload(payload)};
   }
 
   /// Checks the invariant; returns what the channel said since last time.
@@ -498,7 +502,7 @@ uint64_t put_across_a_resume(fixture& f) {
   BOOST_CHECK(f.ch.resume(f.A, f.A.id(), {p}).known);
   f.heard();
   // The same operation again, with the same value and sequence number.
-  f.ch.put(f.A, p, envelope{"item", f.A.id(), 1, false, 0, {'x'}},
+  f.ch.put(f.A, p, envelope{f.A.id(), 1, false, 0, to_payload("x")},
            put_mode::park, reply{});
   return p;
 }

@@ -26,6 +26,7 @@
 #include "netchan/config.hpp"
 #include "netchan/errc.hpp"
 #include "node/directory.hpp"
+#include "wire/batch.hpp"
 #include "wire/protocol.hpp"
 
 using namespace netchan;
@@ -33,6 +34,10 @@ using namespace netchan::detail;
 using namespace std::chrono_literals;
 
 namespace {
+
+payload to_payload(const std::string& s) {
+  return payload{s.data(), s.size()};
+}
 
 std::string join(const std::vector<uint64_t>& xs) {
   std::string out;
@@ -42,7 +47,7 @@ std::string join(const std::vector<uint64_t>& xs) {
 }
 
 std::string text(const envelope& v) {
-  return std::string(v.payload.begin(), v.payload.end());
+  return std::string(v.bytes.begin(), v.bytes.end());
 }
 
 /// What the scripted owner heard, in order, and the requests it has not
@@ -96,9 +101,9 @@ caf::behavior scripted_owner(caf::event_based_actor* self,
       hear("get_many " + std::to_string(max) + (may_park ? " park" : " now"));
       return ask("get_many");
     },
-    [=](put_batch_atom, std::vector<envelope>& values) {
+    [=](put_batch_atom, batch& values) {
       std::vector<uint64_t> seqs;
-      for (auto& v : values)
+      for (auto& v : values.values)
         seqs.push_back(v.seq);
       hear("put_batch " + join(seqs));
     },
@@ -264,8 +269,7 @@ struct fixture {
   int send(const std::string& payload, bool may_park = true) {
     op_request req;
     req.kind = op_kind::put;
-    req.value = envelope{"item", 0, 0, false, 0,
-                         std::vector<char>(payload.begin(), payload.end())};
+    req.value = envelope{0, 0, false, 0, to_payload(payload)};
     req.may_park = may_park;
     return call(std::move(req));
   }
@@ -279,8 +283,7 @@ struct fixture {
 
   /// A send from a thread that finds credit: no message but the nudge.
   bool send_fast(const std::string& payload) {
-    envelope v{"item", 0, 0, false, 0,
-               std::vector<char>(payload.begin(), payload.end())};
+    envelope v{0, 0, false, 0, to_payload(payload)};
     auto sent = detail::send_fast(*fl, ep, v);
     sched.run();
     return sent;
@@ -321,13 +324,11 @@ struct fixture {
   }
 
   /// Values leased to the endpoint: payload = lease id.
-  static std::vector<envelope> leased(std::vector<uint64_t> ids) {
-    std::vector<envelope> out;
-    for (auto id : ids) {
-      auto s = std::to_string(id);
-      out.push_back(envelope{"item", 7, id, false, id,
-                             std::vector<char>(s.begin(), s.end())});
-    }
+  static batch leased(std::vector<uint64_t> ids) {
+    batch out;
+    for (auto id : ids)
+      out.values.push_back(
+        envelope{7, id, false, id, to_payload(std::to_string(id))});
     return out;
   }
 

@@ -38,7 +38,7 @@ void async_send(caf::event_based_actor* self, const sender<T>& tx,
 template <class T, class F>
 void async_send_for(caf::event_based_actor* self, const sender<T>& tx,
                     const T& value, caf::timespan timeout, F on_done) {
-  std::vector<char> bytes;
+  payload bytes;
   if (auto err = encode(self->system(), value, bytes)) {
     on_done(std::move(err));
     return;
@@ -74,7 +74,7 @@ void async_receive_for(caf::event_based_actor* self, const receiver<T>& rx,
         if (res.err)
           on_value(caf::expected<T>{std::move(res.err)});
         else
-          on_value(decode<T>(*sys, res.value.payload));
+          on_value(decode<T>(*sys, res.value.bytes));
       },
       [on_value](caf::error& err) mutable {
         on_value(caf::expected<T>{std::move(err)});

@@ -83,7 +83,7 @@ private:
                        caf::timespan timeout) const {
     if (!ep_)
       return empty_handle();
-    std::vector<char> bytes;
+    payload bytes;
     if (auto err = encode(ep_->system(), value, bytes))
       return err;
     return put(std::move(bytes), may_park, timeout);
@@ -232,7 +232,7 @@ public:
     if (res.err)
       return std::move(res.err);
     lease<T> result{ep_, res.lease_id, T{}, res.value.redelivered};
-    auto value = decode<T>(ep_->system(), res.value.payload);
+    auto value = decode<T>(ep_->system(), res.value.bytes);
     if (!value) {
       // Undecodable for every receiver alike: drop it, loudly.
       static_cast<void>(result.commit());
@@ -330,7 +330,7 @@ private:
     auto res = get(true, detail::no_deadline, false);
     if (res.err)
       return std::move(res.err);
-    auto value = decode<T>(ep_->system(), res.value.payload);
+    auto value = decode<T>(ep_->system(), res.value.bytes);
     meta = std::move(res.value);
     return value;
   }
@@ -339,7 +339,7 @@ private:
     auto res = get(may_park, timeout, false);
     if (res.err)
       return std::move(res.err);
-    return decode<T>(ep_->system(), res.value.payload);
+    return decode<T>(ep_->system(), res.value.bytes);
   }
 };
 

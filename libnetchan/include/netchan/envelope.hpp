@@ -13,16 +13,17 @@
 #include <caf/meta/type_name.hpp>
 
 #include "netchan/errc.hpp"
+#include "netchan/payload.hpp"
 
 namespace netchan {
 
-/// A value on its way through a channel: the element's type name, who sent
-/// it, its place in that sender's order, and the value serialized at the edge.
-/// Channel actors only ever see envelopes, so they never need `T` and the
-/// type check is netchan's, not CAF's.
+/// A value on its way through a channel: who sent it, its place in that
+/// sender's order, and the value serialized at the edge. Channel actors only
+/// ever see envelopes, so they never need `T`. The element type is checked
+/// once per handle, when it opens the channel (the owner's type name against
+/// the handle's), not carried with every value; a value whose bytes do not
+/// decode as `T` fails at the receiver with `errc::malformed_value`.
 struct envelope {
-  /// Portable name of the element type, as registered with CAF.
-  std::string type_name;
   /// Identifies the sending endpoint (unique per endpoint, random).
   uint64_t sender = 0;
   /// Position in the sender's order, starting at 1.
@@ -32,27 +33,15 @@ struct envelope {
   bool redelivered = false;
   /// Set by the owner when it hands the value out: the lease to acknowledge.
   uint64_t lease = 0;
-  /// `T` serialized with CAF's binary serializer.
-  std::vector<char> payload;
+  /// `T` serialized with CAF's binary serializer; shared, so that copies of
+  /// an envelope cost a reference count.
+  payload bytes;
 };
-
-/// Reads an envelope's payload without trusting its length prefix: CAF 0.17
-/// sizes a byte vector to the prefix before reading it, so a few bytes
-/// claiming 4 GiB would make a node allocate (and zero) 4 GiB. @private
-caf::error load_payload(caf::deserializer& source, std::vector<char>& out);
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, envelope& x) {
-  auto name = caf::meta::type_name("netchan::envelope");
-  if constexpr (std::is_base_of<caf::deserializer, Inspector>::value) {
-    if (auto err = f(name, x.type_name, x.sender, x.seq, x.redelivered,
-                     x.lease))
-      return err;
-    return load_payload(f, x.payload);
-  } else {
-    return f(name, x.type_name, x.sender, x.seq, x.redelivered, x.lease,
-             x.payload);
-  }
+  return f(caf::meta::type_name("netchan::envelope"), x.sender, x.seq,
+           x.redelivered, x.lease, x.bytes);
 }
 
 /// @private
@@ -66,21 +55,25 @@ std::string element_type_name(caf::actor_system& sys) {
   return portable_type_name(sys, caf::type_nr<T>::value, typeid(T));
 }
 
-/// Serializes `value` into the payload bytes of an envelope.
+/// Serializes `value` into the payload bytes of an envelope: into a buffer
+/// of the calling thread, then one exact allocation for the payload.
 template <class T>
-caf::error encode(caf::actor_system& sys, const T& value,
-                  std::vector<char>& out) {
-  out.clear();
-  caf::binary_serializer sink{sys, out};
-  return sink(const_cast<T&>(value));
+caf::error encode(caf::actor_system& sys, const T& value, payload& out) {
+  thread_local std::vector<char> scratch;
+  scratch.clear();
+  caf::binary_serializer sink{sys, scratch};
+  if (auto err = sink(const_cast<T&>(value)))
+    return err;
+  out = payload{scratch};
+  return caf::none;
 }
 
 /// Decodes payload bytes into a `T`; fails with `errc::malformed_value`
 /// unless the bytes hold exactly one `T`.
 template <class T>
-caf::expected<T> decode(caf::actor_system& sys, const std::vector<char>& in) {
+caf::expected<T> decode(caf::actor_system& sys, const payload& in) {
   T value{};
-  caf::binary_deserializer source{sys, in};
+  caf::binary_deserializer source{sys, in.data(), in.size()};
   if (auto err = source(value))
     return make_error(errc::malformed_value,
                       "the value's bytes do not decode as "

@@ -62,11 +62,11 @@ start_listener(caf::actor_system& sys, const std::string& address,
 endpoint_ptr listener_inbox(listener_state& st);
 
 /// Sends to one connected client, waiting for one if none is. @private
-caf::error listener_send(listener_state& st, std::vector<char>&& payload);
+caf::error listener_send(listener_state& st, payload&& bytes);
 
 /// Sends to client `to`. @private
 caf::error listener_reply(listener_state& st, client_id to,
-                          std::vector<char>&& payload);
+                          payload&& bytes);
 
 /// Connected clients. @private
 size_t listener_clients(listener_state& st);
@@ -104,7 +104,7 @@ public:
   /// is connected). On error the value was not delivered, except
   /// `errc::outcome_unknown`: a client left just after it may have taken it.
   [[nodiscard]] caf::error send(const T& value) const {
-    std::vector<char> bytes;
+    payload bytes;
     if (auto err = encode(rx_.endpoint_ref()->system(), value, bytes))
       return err;
     return detail::listener_send(*st_, std::move(bytes));
@@ -122,7 +122,7 @@ public:
 
   /// Answers client `to`; `errc::peer_down` if it has left.
   [[nodiscard]] caf::error reply(client_id to, const T& value) const {
-    std::vector<char> bytes;
+    payload bytes;
     if (auto err = encode(rx_.endpoint_ref()->system(), value, bytes))
       return err;
     return detail::listener_reply(*st_, to, std::move(bytes));

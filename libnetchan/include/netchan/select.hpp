@@ -74,7 +74,7 @@ select_case on_send(const sender<T>& tx, const T& value) {
   select_case::spec s;
   s.ep = tx.endpoint_ref();
   s.is_send = true;
-  std::vector<char> bytes;
+  payload bytes;
   if (!s.ep) {
     s.error = make_error(errc::invalid_argument,
                          "a select case on an empty sender");
@@ -100,14 +100,14 @@ struct selected {
   /// before acknowledging it.
   bool redelivered = false;
   /// A receive case: the value's bytes. @private
-  std::vector<char> payload;
+  payload bytes;
 
   /// The value a receive case got from `rx` (the case's receiver).
   template <class T>
   caf::expected<T> value(const receiver<T>& rx) const {
     if (error)
       return error;
-    return decode<T>(rx.endpoint_ref()->system(), payload);
+    return decode<T>(rx.endpoint_ref()->system(), bytes);
   }
 };
 

@@ -17,6 +17,7 @@
 #include "netchan/envelope.hpp"
 #include "netchan/errc.hpp"
 #include "netchan/stats.hpp"
+#include "wire/batch.hpp"
 #include "wire/protocol.hpp"
 
 namespace netchan::detail {
@@ -57,8 +58,8 @@ public:
         auto from = who();
         state_.get(from, op, true, max, may_park, make_response_promise());
       },
-      [this](put_batch_atom, std::vector<envelope>& values) {
-        state_.put_batch(who(), values);
+      [this](put_batch_atom, batch& values) {
+        state_.put_batch(who(), values.values);
       },
       [this](ack_many_atom, const std::vector<uint64_t>& ids) {
         state_.ack_many(ids);
@@ -153,7 +154,7 @@ private:
 
   void received_many(const party_id&, uint64_t, reply& rp,
                      std::vector<envelope> values) override {
-    rp.deliver(std::move(values));
+    rp.deliver(batch{std::move(values)});
   }
 
   void receive_failed(const party_id&, uint64_t, reply& rp,

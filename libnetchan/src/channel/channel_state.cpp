@@ -744,14 +744,9 @@ slot channel_state::pop_front() {
 caf::error channel_state::admit(const envelope& value, bool reserved) const {
   if (closed_ && !reserved)
     return closed_error();
-  if (value.type_name != spec_.type_name)
-    return make_error(errc::type_mismatch,
-                      "channel '" + spec_.name + "' carries " + spec_.type_name
-                        + ", but a value of type " + value.type_name
-                        + " was sent to it");
-  if (value.payload.size() > spec_.max_message_size)
+  if (value.bytes.size() > spec_.max_message_size)
     return make_error(errc::message_too_large,
-                      "a value of " + std::to_string(value.payload.size())
+                      "a value of " + std::to_string(value.bytes.size())
                         + " bytes was sent to channel '" + spec_.name
                         + "', above netchan.max-message-size = "
                         + std::to_string(spec_.max_message_size));

@@ -13,11 +13,13 @@
 #include "netchan/envelope.hpp"
 #include "netchan/errc.hpp"
 #include "netchan/stats.hpp"
+#include "wire/batch.hpp"
 
 namespace netchan {
 
 void add_netchan_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<envelope>("netchan::envelope");
+  cfg.add_message_type<detail::batch>("netchan::batch");
   cfg.add_message_type<channel_stats>("netchan::channel_stats");
   cfg.add_message_type<std::vector<uint64_t>>("netchan::lease_ids");
   cfg.add_error_category(errc_category, render_error);

@@ -12,6 +12,7 @@
 #include <caf/make_message.hpp>
 #include <caf/message_id.hpp>
 
+#include "wire/batch.hpp"
 #include "wire/protocol.hpp"
 
 namespace netchan::detail {
@@ -123,7 +124,8 @@ void endpoint_actor::send_batch(std::vector<envelope> batch) {
   if (batch.empty())
     return;
   auto last = batch.back().seq;
-  auto msg = caf::make_message(put_batch_atom::value, std::move(batch));
+  auto msg = caf::make_message(put_batch_atom::value,
+                               detail::batch{std::move(batch)});
   unconfirmed_.emplace_back(last, msg);
   channel_->enqueue(ctrl(), caf::make_message_id(), std::move(msg), context());
 }

@@ -265,11 +265,11 @@ void endpoint_actor::wait_for_link(op_request req, waiter w) {
 void endpoint_actor::start(op_request req, waiter w) {
   auto owner_max = locked([](flow& f) { return f.owner_max; });
   if (req.kind == op_kind::put && owner_max != 0
-      && req.value.payload.size() > owner_max) {
+      && req.value.bytes.size() > owner_max) {
     op_result res;
     res.err = make_error(errc::message_too_large,
                          "a value of "
-                           + std::to_string(req.value.payload.size())
+                           + std::to_string(req.value.bytes.size())
                            + " bytes exceeds the channel owner's "
                              "netchan.max-message-size = "
                            + std::to_string(owner_max) + "; it was not sent");

@@ -86,7 +86,7 @@ bool send_fast(flow& f, const caf::actor& endpoint, envelope& value) {
   {
     std::lock_guard<std::mutex> guard{f.mtx};
     if (!f.ready || f.credit == 0 || f.credit_waiters > 0
-        || (f.owner_max != 0 && value.payload.size() > f.owner_max))
+        || (f.owner_max != 0 && value.bytes.size() > f.owner_max))
       return false;
     n = use_credit(f, std::move(value));
   }

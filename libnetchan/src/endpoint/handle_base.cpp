@@ -44,28 +44,27 @@ caf::expected<channel_stats> handle_base::stats() const {
 }
 
 caf::expected<op_request>
-handle_base::make_put(std::vector<char>&& payload, bool may_park,
+handle_base::make_put(payload&& bytes, bool may_park,
                       caf::timespan timeout) const {
   if (!ep_)
     return empty_handle();
-  if (payload.size() > ep_->max_message_size())
+  if (bytes.size() > ep_->max_message_size())
     return make_error(errc::message_too_large,
-                      "a value of " + std::to_string(payload.size())
+                      "a value of " + std::to_string(bytes.size())
                         + " bytes exceeds netchan.max-message-size = "
                         + std::to_string(ep_->max_message_size())
                         + "; it was not sent");
   op_request req;
   req.kind = op_kind::put;
-  req.value.type_name = ep_->type_name();
-  req.value.payload = std::move(payload);
+  req.value.bytes = std::move(bytes);
   req.may_park = may_park;
   req.timeout = timeout;
   return req;
 }
 
-caf::error handle_base::put(std::vector<char>&& payload, bool may_park,
+caf::error handle_base::put(payload&& bytes, bool may_park,
                             caf::timespan timeout) const {
-  auto req = make_put(std::move(payload), may_park, timeout);
+  auto req = make_put(std::move(bytes), may_park, timeout);
   if (!req)
     return std::move(req.error());
   return ep_->call(std::move(*req)).err;

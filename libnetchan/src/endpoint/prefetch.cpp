@@ -10,6 +10,7 @@
 #include "endpoint/endpoint.hpp"
 
 #include "netchan/errc.hpp"
+#include "wire/batch.hpp"
 #include "wire/protocol.hpp"
 
 namespace netchan::detail {
@@ -71,8 +72,8 @@ void endpoint_actor::fetch() {
   auto may_park = !get_waiters_.empty();
   request(channel_, caf::infinite, get_many_atom::value, fetch_op_, max,
           may_park)
-    .then(on_this_link([this, op, fresh_until](std::vector<envelope>& values) {
-            fetched(op, fresh_until, values);
+    .then(on_this_link([this, op, fresh_until](batch& values) {
+            fetched(op, fresh_until, values.values);
           }),
           on_this_link([this](caf::error& err) {
             fetching_ = false;

@@ -27,6 +27,7 @@
 #include <unordered_set>
 
 #include "netchan/errc.hpp"
+#include "wire/batch.hpp"
 #include "wire/protocol.hpp"
 
 namespace netchan::detail {
@@ -129,7 +130,7 @@ void endpoint_actor::end_session(caf::error why) {
   if (!unconfirmed_.empty()) {
     size_t n = 0;
     for (auto& [last, msg] : unconfirmed_)
-      n += msg.get_as<std::vector<envelope>>(1).size();
+      n += msg.get_as<batch>(1).values.size();
     std::cerr << "netchan: the session with " << where_ << " ended with " << n
               << " values sent on credit that the owner had not confirmed; "
               << "those it did not receive are lost with it\n";
@@ -278,7 +279,7 @@ void endpoint_actor::resume(uint64_t last_seq, uint64_t reserved,
     // Values on credit the owner lacks, in order, then those not sent.
     for (auto& [last, msg] : unconfirmed_)
       if (last > last_seq)
-        for (auto& v : msg.get_as<std::vector<envelope>>(1))
+        for (auto& v : msg.get_as<batch>(1).values)
           if (v.seq > last_seq)
             again.push_back(v);
     for (auto& v : f.batch)

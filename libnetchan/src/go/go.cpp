@@ -85,10 +85,9 @@ public:
     clients_.erase(id);
   }
 
-  caf::error send(std::vector<char>&& payload) {
+  caf::error send(payload&& bytes) {
     envelope value;
-    value.type_name = type_name_;
-    value.payload = std::move(payload);
+    value.bytes = std::move(bytes);
     for (;;) {
       auto ring = snapshot();
       // A client whose endpoint holds credit takes it now: no round trip.
@@ -100,7 +99,7 @@ public:
       // stays full, the send is withdrawn (timeout) and the next one's turn
       // comes. The credit it asked for still arrives for later sends.
       auto& [id, ep] = ring.front();
-      auto err = put(*ep, value.payload, true, turn);
+      auto err = put(*ep, value.bytes, true, turn);
       if (!err)
         return caf::none;
       drop(id, err);
@@ -109,7 +108,7 @@ public:
     }
   }
 
-  caf::error reply(client_id to, std::vector<char>&& payload) {
+  caf::error reply(client_id to, payload&& bytes) {
     endpoint_ptr ep;
     {
       std::lock_guard<std::mutex> guard{mtx_};
@@ -120,7 +119,7 @@ public:
       return make_error(errc::peer_down,
                         "client " + std::to_string(to)
                           + " is not connected (it left, or never dialled)");
-    auto err = put(*ep, payload, true);
+    auto err = put(*ep, bytes, true);
     if (err)
       drop(to, err);
     return err;
@@ -140,12 +139,11 @@ public:
   }
 
 private:
-  static caf::error put(const endpoint& ep, const std::vector<char>& payload,
+  static caf::error put(const endpoint& ep, const payload& bytes,
                         bool may_park, caf::timespan timeout = no_deadline) {
     op_request req;
     req.kind = op_kind::put;
-    req.value.type_name = ep.type_name();
-    req.value.payload = payload;
+    req.value.bytes = bytes;
     req.may_park = may_park;
     req.timeout = timeout;
     return ep.call(std::move(req)).err;
@@ -233,13 +231,13 @@ endpoint_ptr listener_inbox(listener_state& st) {
   return st.inbox();
 }
 
-caf::error listener_send(listener_state& st, std::vector<char>&& payload) {
-  return st.send(std::move(payload));
+caf::error listener_send(listener_state& st, payload&& bytes) {
+  return st.send(std::move(bytes));
 }
 
 caf::error listener_reply(listener_state& st, client_id to,
-                          std::vector<char>&& payload) {
-  return st.reply(to, std::move(payload));
+                          payload&& bytes) {
+  return st.reply(to, std::move(bytes));
 }
 
 size_t listener_clients(listener_state& st) {

@@ -284,7 +284,7 @@ private:
     selected r;
     r.index = i;
     r.redelivered = value.redelivered;
-    r.payload = std::move(value.payload);
+    r.bytes = std::move(value.bytes);
     deliver(std::move(r));
   }
 

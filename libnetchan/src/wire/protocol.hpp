@@ -44,17 +44,17 @@ namespace netchan::detail {
 using put_atom = caf::atom_constant<caf::atom("nc_put")>;
 /// (get, op, may_park) -> (lease_id, envelope) | error.
 using get_atom = caf::atom_constant<caf::atom("nc_get")>;
-/// (get_many, op, max, may_park) -> std::vector<envelope>: up to `max`
-/// buffered values at once, each leased (its id in `envelope::lease`);
-/// capacity >= 1 only.
+/// (get_many, op, max, may_park) -> batch: up to `max` buffered values at
+/// once, each leased (its id in `envelope::lease`); capacity >= 1 only.
+/// (wire/batch.hpp: a batch travels flat, its payloads as one block.)
 using get_many_atom = caf::atom_constant<caf::atom("nc_getmany")>;
-/// (put_batch, std::vector<envelope>): values sent on credit, each using one
-/// reserved slot of the sender. One-way; refusals come back as `refused`.
+/// (put_batch, batch): values sent on credit, each using one reserved slot
+/// of the sender. One-way; refusals come back as `refused`.
 using put_batch_atom = caf::atom_constant<caf::atom("nc_putbat")>;
 /// (ack_many, std::vector<uint64_t>): commits several leases. One-way.
 using ack_many_atom = caf::atom_constant<caf::atom("nc_ackmany")>;
 /// (refused, seq, error): the owner refused a value sent on credit (a
-/// protocol violation: the sender's edge checks type and size). One-way.
+/// protocol violation: the sender's edge checks the size). One-way.
 using refused_atom = caf::atom_constant<caf::atom("nc_refused")>;
 /// (take, lease_id): the receiver has the value (releases a capacity-0
 /// sender); the lease stays until commit. One-way.

@@ -53,7 +53,7 @@ public:
   }
 
   /// Builds the request of a put, checking size limits at the edge. @private
-  caf::expected<op_request> make_put(std::vector<char>&& payload,
+  caf::expected<op_request> make_put(payload&& bytes,
                                      bool may_park,
                                      caf::timespan timeout) const;
 
@@ -64,7 +64,7 @@ protected:
   }
 
   /// Sends serialized bytes; the caller keeps its value whatever happens.
-  caf::error put(std::vector<char>&& payload, bool may_park,
+  caf::error put(payload&& bytes, bool may_park,
                  caf::timespan timeout) const;
 
   /// Receives bytes; `would_block` comes back as an error for try calls.
